@@ -1,0 +1,105 @@
+"""Input checks and conversions shared by every public entry point.
+
+Every public function converts its array inputs here, so that one place decides what a valid
+target is and what the error message says.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+SeedLike = Union[int, np.random.Generator, None]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def as_generator(seed: SeedLike) -> np.random.Generator:
+    """Return a numpy Generator for ``seed`` (None, int or Generator)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool)):
+        return np.random.default_rng(seed)
+    raise TypeError(f"seed must be None, an int or a numpy Generator, got {type(seed).__name__}")
+
+
+def resolve_dtype(dtype: str | torch.dtype | np.dtype | None, like: torch.dtype) -> torch.dtype:
+    """Pick the working dtype: ``dtype`` if given, else ``like`` with half precisions promoted."""
+    if dtype is None:
+        return torch.float32 if like in _LOW_PRECISION else like
+    if isinstance(dtype, str):
+        if dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_FLOAT_DTYPES)}, got {dtype!r}")
+        return _FLOAT_DTYPES[dtype]
+    if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+        return resolve_dtype(np.dtype(dtype).name, like)
+    if dtype in (torch.float32, torch.float64):
+        return dtype
+    raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+
+
+def as_matrix(
+    x: ArrayLike,
+    name: str,
+    *,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Validate a 2-D real finite matrix and return it as a torch tensor.
+
+    Integer and boolean inputs become float64, float16/bfloat16 become float32, and float32/64 are
+    kept unless ``dtype`` says otherwise. The result lives on ``device`` (default: where ``x`` is).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a numpy array or torch tensor, or is complex.
+    ValueError
+        If ``x`` is not 2-D, is empty, or holds NaN or Inf.
+    """
+    if isinstance(x, np.ndarray):
+        if np.iscomplexobj(x):
+            raise TypeError(f"{name} must be real, got complex dtype {x.dtype}")
+        if x.dtype.kind in "biu":
+            x = x.astype(np.float64)
+        elif x.dtype.kind != "f":
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    elif isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"{name} must be real, got complex dtype {x.dtype}")
+        t = x.detach()
+        if not t.is_floating_point():
+            t = t.to(torch.float64)
+    else:
+        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
+    if t.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (out x in), got shape {tuple(t.shape)}")
+    if t.numel() == 0:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(t.shape)}")
+    t = t.to(device=device if device is not None else t.device, dtype=resolve_dtype(dtype, t.dtype))
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} holds NaN or Inf values")
+    return t
+
+
+def check_positive_int(value: object, name: str, *, upper: int | None = None) -> int:
+    """Return ``value`` as an int after checking 1 <= value <= upper."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)
+    if value < 1 or (upper is not None and value > upper):
+        bound = f" and at most {upper}" if upper is not None else ""
+        raise ValueError(f"{name} must be at least 1{bound}, got {value}")
+    return value
+
+
+def like_input(t: torch.Tensor, reference: ArrayLike) -> ArrayLike:
+    """Return ``t`` as numpy when ``reference`` is numpy (numpy in, numpy out), else as is."""
+    if isinstance(reference, np.ndarray):
+        return t.detach().cpu().numpy()
+    return t

@@ -1,0 +1,48 @@
+"""HiRA: a Hadamard product with the frozen weight, ``dW = W0 * (B @ A)``."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Factors, factor_param_count
+from .lora import check_single_rank
+
+
+class HiRA:
+    """``dW = W0 ⊙ (B @ A)``; ``r (m + n)`` parameters, rank at most ``rank(W0) * r``.
+
+    HiRA has no scale; its merged weight is ``W0 ⊙ (1 + B A)``.
+    """
+
+    name = "hira"
+    factor_names = ("B", "A")
+    needs_base = True
+
+    def check_ranks(self, rank: object, shape: tuple[int, int]) -> tuple[int]:
+        return check_single_rank(rank, shape, self.name)
+
+    def factor_shapes(self, shape: tuple[int, int], ranks: tuple[int, ...]) -> dict[str, tuple[int, int]]:
+        (r,) = ranks
+        return {"B": (shape[0], r), "A": (r, shape[1])}
+
+    def num_params(self, shape: tuple[int, int], ranks: tuple[int, ...]) -> int:
+        return factor_param_count(self.factor_shapes(shape, ranks))
+
+    def rank_bound(self, shape: tuple[int, int], ranks: tuple[int, ...], base: torch.Tensor | None = None) -> int:
+        base_rank = min(shape) if base is None else int(torch.linalg.matrix_rank(base))
+        return min(base_rank * ranks[0], *shape)
+
+    def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+        if base is None:
+            raise ValueError("base (the frozen weight W0) is required to materialize a HiRA update")
+        return scale * base * (factors["B"] @ factors["A"])
+
+    def gradients(
+        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if base is None:
+            raise ValueError("base (the frozen weight W0) is required for HiRA gradients")
+        B, A = factors["B"], factors["A"]
+        residual = base * (B @ A) - target
+        weighted = residual * base
+        return residual.square().sum(), {"B": weighted @ A.T, "A": B.T @ weighted}

@@ -1,0 +1,64 @@
+"""LoRA: the update is a plain low-rank product, ``dW = s * B @ A``."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._validation import check_positive_int
+from .base import Factors, factor_param_count
+
+
+def lora_scale(alpha: float, rank: int, *, rslora: bool = False) -> float:
+    """LoRA's scale ``alpha / r``, or rsLoRA's ``alpha / sqrt(r)``.
+
+    Examples
+    --------
+    >>> lora_scale(16, 8)
+    2.0
+    >>> lora_scale(16, 16, rslora=True)
+    4.0
+    """
+    rank = check_positive_int(rank, "rank")
+    return alpha / math.sqrt(rank) if rslora else alpha / rank
+
+
+def check_single_rank(rank: object, shape: tuple[int, int], method: str) -> tuple[int]:
+    """Validate the one rank of LoRA and HiRA (an int, or a 1-tuple)."""
+    if isinstance(rank, (tuple, list)):
+        if len(rank) != 1:
+            raise ValueError(f"rank for {method} must be one int, got {rank!r}")
+        rank = rank[0]
+    return (check_positive_int(rank, "rank", upper=min(shape)),)
+
+
+class LoRA:
+    """``dW = B @ A`` with ``B: m x r`` and ``A: r x n``; ``r (m + n)`` parameters, rank at most r."""
+
+    name = "lora"
+    factor_names = ("B", "A")
+    needs_base = False
+
+    def check_ranks(self, rank: object, shape: tuple[int, int]) -> tuple[int]:
+        return check_single_rank(rank, shape, self.name)
+
+    def factor_shapes(self, shape: tuple[int, int], ranks: tuple[int, ...]) -> dict[str, tuple[int, int]]:
+        (r,) = ranks
+        return {"B": (shape[0], r), "A": (r, shape[1])}
+
+    def num_params(self, shape: tuple[int, int], ranks: tuple[int, ...]) -> int:
+        return factor_param_count(self.factor_shapes(shape, ranks))
+
+    def rank_bound(self, shape: tuple[int, int], ranks: tuple[int, ...], base: torch.Tensor | None = None) -> int:
+        return min(ranks[0], *shape)
+
+    def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
+        return scale * (factors["B"] @ factors["A"])
+
+    def gradients(
+        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        B, A = factors["B"], factors["A"]
+        residual = B @ A - target
+        return residual.square().sum(), {"B": residual @ A.T, "A": B.T @ residual}

@@ -52,7 +52,8 @@ class FitResult:
     seconds : float
         Wall time of the whole fit, all starts included.
     starts : int
-        Number of starts run (1 + restarts); the best is returned.
+        Number of starts run (at most 1 + restarts: an ABBA start that reaches the rank-r1 r2 SVD
+        error ends the restarts); the best is returned.
     num_params : int
         Trainable parameters.
     rank_bound : int
@@ -121,6 +122,7 @@ def fit(
     init: str | None = None,
     seed: SeedLike = None,
     restarts: int = 0,
+    restart_init: str = "random",
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
     bracket: bool = True,
@@ -149,7 +151,12 @@ def fit(
     seed : None, int or numpy Generator
         Source of every random number; the same seed gives identical factors.
     restarts : int
-        Extra starts of an iterative solver with fresh random draws; the best fit is returned.
+        Extra starts of an iterative solver, each from ``restart_init`` with fresh random draws; the
+        fit with the lowest error is returned. The first start always uses ``init``, so guarantees
+        of the default init (ABBA never above LoRA at rank r1) hold with restarts too.
+    restart_init : str
+        Init scheme of the extra starts (default ``"random"``: diverse basins; structured inits vary
+        too little between draws to escape a bad one).
     device, dtype
         Where and in what precision to fit (default: the target's; float16/bfloat16 become float32).
     bracket : bool
@@ -195,19 +202,28 @@ def fit(
     if chosen.iterative:
         init_name = init if init is not None else DEFAULT_INIT[(method, chosen.name)]
         inits.get(init_name)  # unknown names fail before any work
+        if restarts:
+            inits.get(restart_init)
     elif init is not None:
         raise ValueError(f"solver {chosen.name!r} is closed-form and takes no init, got init={init!r}")
 
+    fit_bracket = abba_bracket(t, *ranks) if bracket and method == "abba" else None
+    # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
+    floor = fit_bracket.lower + 1e-10 if fit_bracket is not None else -1.0
     rng = as_generator(seed)
-    best = None
-    for child in rng.spawn(restarts + 1) if chosen.iterative else [rng]:
+    best, starts = None, 0
+    for attempt, child in enumerate(rng.spawn(restarts + 1) if chosen.iterative else [rng]):
         factors0 = None
         if chosen.iterative:
-            factors0 = inits.initialize(init_name, method, shape, ranks, target=problem.target, base=w0,
+            scheme = init_name if attempt == 0 else restart_init
+            factors0 = inits.initialize(scheme, method, shape, ranks, target=problem.target, base=w0,
                                         seed=child, dtype=t.dtype, device=t.device)
         out = chosen.solve(problem, factors0, options, callback, child)
+        starts += 1
         if best is None or min(out.history) < min(best.history):
             best = out
+        if min(best.history) <= floor:
+            break
     factors = _scale_back(best.factors, rms) if chosen.iterative else best.factors
     error = problem.relative_error(best.factors)
 
@@ -223,10 +239,10 @@ def fit(
         status=best.status,
         message=best.message,
         seconds=time.perf_counter() - start,
-        starts=restarts + 1 if chosen.iterative else 1,
+        starts=starts,
         num_params=param.num_params(shape, ranks),
         rank_bound=param.rank_bound(shape, ranks, w0),
-        bracket=abba_bracket(t, *ranks) if bracket and method == "abba" else None,
+        bracket=fit_bracket,
         device=str(t.device),
         dtype=str(t.dtype).replace("torch.", ""),
         base=base,

@@ -100,7 +100,9 @@ class Adam:
         if factors is None:
             raise ValueError("the adam solver needs starting factors")
         params = {k: v.detach().clone() for k, v in factors.items()}
-        optimizer = torch.optim.Adam(list(params.values()), lr=options.lr, betas=options.betas, eps=options.eps)
+        optimizer = torch.optim.Adam(
+            list(params.values()), lr=options.lr, betas=options.betas, eps=options.eps, foreach=True
+        )
         target_norm2 = float(problem.target.square().sum())
         best, history = BestIterate(), []
         status, message = "max_iter", f"ran all {options.steps} steps"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import BestIterate, Callback, Factors, Problem, SolveOutput, check_range, stalled
+from .base import Callback, Factors, Problem, SolveOutput, check_range, stalled
 
 
 @dataclass(frozen=True)
@@ -40,12 +40,25 @@ class ALSOptions:
         Proximal weight relative to the mean diagonal of each Gram matrix (``None``: 1e-10 in
         float64, 1e-6 in float32). It damps, it does not bias: the fixed points are those of the
         unregularized problem.
+    extrapolate : bool
+        Extrapolate between sweeps, ``y = x_k + β (x_k - x_{k-1})``, with the safeguard of Ang &
+        Gillis (2019): β grows by ``growth`` after a sweep that lowers the error; a sweep that
+        raises it is discarded, β shrinks by ``shrink`` and its value caps later growth.
+        Discarded sweeps are not in the history, which therefore never rises.
+    beta : float
+        Initial extrapolation weight β.
+    growth, shrink : float
+        Factors by which β grows after a success and shrinks after a failure.
     """
 
     max_iter: int = 500
     tol: float = 0.0
     rtol: float = 1e-7
     ridge: float | None = None
+    extrapolate: bool = True
+    beta: float = 0.5
+    growth: float = 1.1
+    shrink: float = 2.0
 
     def __post_init__(self) -> None:
         check_range("max_iter", self.max_iter, 1)
@@ -53,6 +66,9 @@ class ALSOptions:
         check_range("rtol", self.rtol, 0.0)
         if self.ridge is not None:
             check_range("ridge", self.ridge, 0.0, low_open=True)
+        check_range("beta", self.beta, 0.0, 1.0)
+        check_range("growth", self.growth, 1.0)
+        check_range("shrink", self.shrink, 1.0)
 
 
 def _gram_columns(factor_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -159,35 +175,49 @@ class ALS:
     ) -> SolveOutput:
         if factors is None:
             raise ValueError("the als solver needs starting factors")
-        f = {k: v.detach().clone() for k, v in factors.items()}
         target = problem.target
         ridge = options.ridge if options.ridge is not None else (1e-10 if target.dtype == torch.float64 else 1e-6)
         target_norm = float(torch.linalg.matrix_norm(target))
-        history = [problem.relative_error(f)]
-        best = BestIterate()
-        best.offer(history[0], f)
-        status, message = "max_iter", f"ran all {options.max_iter} sweeps"
         abba = problem.method.name == "abba"
-        for sweep in range(1, options.max_iter + 1):
+
+        def sweep(f: Factors) -> float:
             if abba:
                 residual = _abba_sweep(target, f, ridge)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
                 residual = _hira_sweep(target, problem.base, f, ridge)
                 _balance(f["B"], f["A"])
-            error = float(torch.linalg.matrix_norm(residual)) / target_norm
-            history.append(error)
+            return float(torch.linalg.matrix_norm(residual)) / target_norm
+
+        x = {k: v.detach().clone() for k, v in factors.items()}
+        history = [problem.relative_error(x)]
+        y, beta, beta_cap = x, options.beta, 1.0
+        status, message = "max_iter", f"ran all {options.max_iter} sweeps"
+        for it in range(1, options.max_iter + 1):
+            candidate = {k: v.clone() for k, v in y.items()}
+            error = sweep(candidate)
+            if options.extrapolate and y is not x and not error < history[-1]:
+                # The extrapolated sweep lost ground: discard it, damp β, redo a plain sweep.
+                beta_cap, beta = beta, beta / options.shrink
+                candidate = {k: v.clone() for k, v in x.items()}
+                error = sweep(candidate)
             if not math.isfinite(error):
-                status, message = "diverged", f"NaN/Inf at sweep {sweep}; returned the best iterate"
+                status, message = "diverged", f"NaN/Inf at sweep {it}; returned the best iterate"
                 break
-            best.offer(error, f)
-            if callback is not None and callback(sweep, error, f):
-                status, message = "stopped", f"stopped by the callback at sweep {sweep}"
+            previous, x = x, candidate
+            history.append(error)
+            if options.extrapolate:
+                y = {k: x[k] + beta * (x[k] - previous[k]) for k in x}
+                beta = min(beta_cap, beta * options.growth)
+            else:
+                y = x
+            if callback is not None and callback(it, error, x):
+                status, message = "stopped", f"stopped by the callback at sweep {it}"
                 break
             if error <= options.tol:
-                status, message = "converged", f"error {error:.3g} <= tol after {sweep} sweeps"
+                status, message = "converged", f"error {error:.3g} <= tol after {it} sweeps"
                 break
             if stalled(history, 1, options.rtol):
-                status, message = "converged", f"improvement below rtol after {sweep} sweeps"
+                status, message = "converged", f"improvement below rtol after {it} sweeps"
                 break
-        return SolveOutput(best.factors, history, len(history) - 1, status, message)
+        return SolveOutput(x, history, len(history) - 1, status, message)

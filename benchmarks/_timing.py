@@ -1,0 +1,41 @@
+"""Helpers shared by the benchmarks: timed fits and time-to-error."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import abba_analysis as aa
+
+
+def machine() -> str:
+    """One line naming the machine the numbers come from."""
+    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+            f"torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}")
+
+
+def timed_fit(target, method, rank, **kwargs):
+    """Run ``aa.fit`` and return it with the wall time (s since the call) of each history entry."""
+    times = []
+    start = time.perf_counter()
+
+    def record(iteration, error, factors):
+        times.append(time.perf_counter() - start)
+
+    fit = aa.fit(target, method, rank, callback=record, **kwargs)
+    # history[0] is the start (before any iteration); entries 1.. match the callback calls.
+    return fit, np.array([0.0] + times[: len(fit.history) - 1])
+
+
+def time_to_error(history: np.ndarray, times: np.ndarray, error: float) -> float:
+    """Seconds until the history first reaches ``error`` (inf if never)."""
+    hit = np.nonzero(history[: len(times)] <= error)[0]
+    return float(times[hit[0]]) if hit.size else float("inf")
+
+
+def median(values) -> float:
+    return float(statistics.median(values))

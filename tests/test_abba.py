@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+import abba_analysis as aa
+from abba_analysis import metrics
+from conftest import exact_abba
+
+KINDS = {
+    "low_rank": dict(rank=20),
+    "sparse": dict(density=0.05),
+    "orthogonal": {},
+    "gaussian": {},
+}
+
+
+@pytest.mark.parametrize("ranks", [(1, 1), (2, 2)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_abba_target_is_recovered(ranks, seed):
+    """Default solver and init, with up to 9 restarts from the 'random' scheme."""
+    T, _ = exact_abba(200, 150, *ranks, seed=100 + seed)
+    fit = aa.fit(T, "abba", rank=ranks, seed=seed, restarts=9)
+    assert fit.error <= 1e-6
+    assert fit.starts <= 10
+
+
+@pytest.mark.parametrize("extrapolate", [True, False])
+@pytest.mark.parametrize("kind", ["gaussian", "orthogonal"])
+def test_als_error_history_never_rises(kind, extrapolate):
+    T = aa.targets.make(kind, 80, 60, seed=0)
+    fit = aa.fit(T, "abba", rank=(3, 3), seed=0, max_iter=150, extrapolate=extrapolate)
+    h = fit.history
+    assert len(h) == fit.iterations + 1 > 10
+    assert np.all(np.diff(h) <= 1e-12 * h[:-1]), np.max(np.diff(h))
+    assert fit.error == pytest.approx(h[-1], abs=1e-12)
+
+
+def test_extrapolation_reaches_lower_error_in_the_same_sweeps():
+    T = aa.targets.orthogonal(96, seed=0)
+    plain = aa.fit(T, "abba", rank=(4, 4), seed=0, max_iter=60, rtol=0, extrapolate=False)
+    fast = aa.fit(T, "abba", rank=(4, 4), seed=0, max_iter=60, rtol=0)
+    assert fast.error < plain.error
+
+
+def test_adam_ends_below_its_start():
+    T = aa.targets.gaussian(64, 48, seed=0)
+    fit = aa.fit(T, "abba", rank=(3, 3), solver="adam", steps=300, seed=0)
+    assert fit.init == "abba-paper"
+    assert fit.history[0] == pytest.approx(1.0)  # the paper's init starts at ΔW = 0
+    assert fit.error < fit.history[0] and len(fit.history) == 301
+    assert fit.error == pytest.approx(fit.history.min(), rel=1e-6)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("ranks", [(2, 2), (4, 4), (3, 5)])
+def test_default_fit_never_ends_above_lora_at_rank_r1(kind, ranks):
+    T = aa.targets.make(kind, 96, 80, seed=0, **KINDS[kind])
+    fit = aa.fit(T, "abba", rank=ranks, seed=0)
+    lora_r1 = metrics.truncated_svd_error(T, ranks[0])
+    assert fit.error <= lora_r1 + 1e-12
+    assert fit.bracket.lower - 1e-12 <= fit.error <= fit.bracket.upper + 1e-12
+    assert 0 <= fit.bracket_position <= 1 + 1e-9
+
+
+def test_abba_beats_lora_at_equal_budget_on_gaussian():
+    T = aa.targets.gaussian(96, seed=0)
+    lora = aa.fit(T, "lora", rank=16)
+    abba = aa.fit(T, "abba", rank=aa.budget.abba_ranks_for_lora(16), seed=0)
+    assert abba.num_params == lora.num_params
+    assert abba.error < lora.error
+
+
+def test_approximation_matches_factors_and_error():
+    T = aa.targets.gaussian(40, 30, seed=0)
+    fit = aa.fit(T, "abba", rank=(2, 3), seed=0)
+    f = fit.factors
+    approx = fit.approximation()
+    np.testing.assert_allclose(approx, (f["B1"] @ f["A1"]) * (f["B2"] @ f["A2"]), rtol=1e-12)
+    assert metrics.relative_error(T, approx) == pytest.approx(fit.error, abs=1e-12)
+
+
+def test_callback_can_stop_a_fit():
+    T = aa.targets.gaussian(40, 30, seed=0)
+    seen = []
+    fit = aa.fit(T, "abba", rank=(2, 2), seed=0, callback=lambda it, err, f: seen.append(err) or it >= 3)
+    assert fit.status == "stopped" and fit.iterations == 3 and seen == list(fit.history[1:])

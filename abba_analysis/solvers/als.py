@@ -7,7 +7,9 @@ All rows share the normal-equation structure
 
     G_i = A diag(P[i]^2) A^T = (P^2 @ (A^T •r A^T))[i],      g_i = A (P[i] ⊙ T[i]),
 
-so every Gram matrix comes out of one matrix product and is solved by one batched Cholesky.
+so every Gram matrix comes out of one matrix product and is solved by one batched Cholesky. For
+ABBA the weight ``P`` is itself of rank r', and the Grams need no m x n product at all
+(:func:`lowrank_weight_gram`).
 Each solve is *proximal*: it minimises ``||residual||^2 + λ_i ||x - x_old||^2``. The old value is
 feasible, so the error can never rise (up to rounding), while λ_i (a small multiple of the mean
 diagonal of ``G_i``) keeps rank-deficient rows solvable.
@@ -71,20 +73,65 @@ class ALSOptions:
         check_range("shrink", self.shrink, 1.0)
 
 
-def _gram_columns(factor_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Products of column pairs (upper triangle only, as the Gram is symmetric)."""
-    r = factor_t.shape[1]
-    i, j = torch.triu_indices(r, r, device=factor_t.device)
-    return factor_t[:, i] * factor_t[:, j], i, j
+def _outer_rows(x: torch.Tensor) -> torch.Tensor:
+    """``(p, r) -> (p, r*r)``: row i is ``kron(x[i], x[i])``."""
+    return (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
 
 
-def solve_rows(target: torch.Tensor, weight: torch.Tensor, right: torch.Tensor, old: torch.Tensor, ridge: float) -> torch.Tensor:
+def dense_weight_gram(weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``G[i] = basis diag(weight[i]^2) basis^T`` for every row i: one GEMM, ``O(p n r^2)``.
+
+    ``weight: (p, n)``, ``basis: (r, n)`` -> ``(p, r, r)``.
+    """
+    r = basis.shape[0]
+    return ((weight * weight) @ _outer_rows(basis.T)).reshape(-1, r, r)
+
+
+def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``dense_weight_gram(left @ right, basis)`` without forming the weight: ``O((p + n) q^2 r^2)``.
+
+    With ``weight = left @ right`` of rank q, ``weight[i, j]^2 = sum_{c,d} left[i,c] left[i,d]
+    right[c,j] right[d,j]``, so all Gram matrices are ``(left •r left) @ K`` with the small
+    ``K = (right^T •r right^T)^T (basis^T •r basis^T)``. For ABBA, where the weight is the other
+    pair's product, this replaces an ``m x n x r^2`` product by two of size ``(m + n) x q^2 x r^2``.
+    """
+    r = basis.shape[0]
+    kernel = _outer_rows(right.T).T @ _outer_rows(basis.T)  # (q^2, r^2)
+    return (_outer_rows(left) @ kernel).reshape(-1, r, r)
+
+
+def proximal_solve(gram: torch.Tensor, rhs: torch.Tensor, old: torch.Tensor, ridge: float) -> torch.Tensor:
+    """Solve ``(G_i + λ_i I) x_i = rhs_i + λ_i old_i`` for every i by one batched Cholesky.
+
+    ``λ_i = ridge * mean(diag G_i)`` plus a floor of machine epsilon times the largest such mean,
+    which keeps all-zero rows solvable. Rows whose factorization fails keep their old value, which
+    cannot raise the error.
+    """
+    r = gram.shape[-1]
+    diag_mean = gram.diagonal(dim1=1, dim2=2).mean(dim=1)
+    floor = torch.finfo(gram.dtype).eps * diag_mean.max().clamp_min(torch.finfo(gram.dtype).tiny)
+    lam = ridge * diag_mean + floor
+    eye = torch.eye(r, dtype=gram.dtype, device=gram.device)
+    chol, info = torch.linalg.cholesky_ex(gram + lam[:, None, None] * eye)
+    new = torch.cholesky_solve((rhs + lam[:, None] * old)[..., None], chol)[..., 0]
+    failed = info != 0
+    if bool(failed.any()):
+        new[failed] = old[failed]
+    return new
+
+
+def solve_rows(weighted_target: torch.Tensor, right: torch.Tensor, gram: torch.Tensor, old: torch.Tensor,
+               ridge: float) -> torch.Tensor:
     """Exact proximal update of ``X`` in ``target ≈ (X @ right) ⊙ weight``, row by row.
 
     Parameters
     ----------
-    target, weight : (m, n) tensors
+    weighted_target : (m, n) tensor
+        ``target ⊙ weight``.
     right : (r, n) tensor
+    gram : (m, r, r) tensor
+        ``right diag(weight[i]^2) right^T`` for each row (:func:`dense_weight_gram` or
+        :func:`lowrank_weight_gram`).
     old : (m, r) tensor
         The current ``X``; the proximal centre.
     ridge : float
@@ -94,28 +141,17 @@ def solve_rows(target: torch.Tensor, weight: torch.Tensor, right: torch.Tensor, 
     -------
     (m, r) tensor minimising ``||target[i] - (x right) ⊙ weight[i]||^2 + λ_i ||x - old[i]||^2`` per row.
     """
-    m, r = old.shape
-    pairs, i, j = _gram_columns(right.T)
-    packed = (weight * weight) @ pairs  # (m, r(r+1)/2): one GEMM for all Gram matrices
-    gram = torch.zeros(m, r, r, dtype=target.dtype, device=target.device)
-    gram[:, i, j] = packed
-    gram[:, j, i] = packed
-    rhs = (target * weight) @ right.T
-    diag_mean = gram.diagonal(dim1=1, dim2=2).mean(dim=1)
-    scale = diag_mean.max().clamp_min(torch.finfo(target.dtype).tiny)
-    lam = ridge * diag_mean + torch.finfo(target.dtype).eps * scale  # keeps all-zero rows solvable
-    eye = torch.eye(r, dtype=target.dtype, device=target.device)
-    chol, info = torch.linalg.cholesky_ex(gram + lam[:, None, None] * eye)
-    new = torch.cholesky_solve((rhs + lam[:, None] * old)[..., None], chol)[..., 0]
-    failed = info != 0
-    if bool(failed.any()):  # numerically indefinite: keep the old rows, which cannot raise the error
-        new[failed] = old[failed]
-    return new
+    return proximal_solve(gram, weighted_target @ right.T, old, ridge)
 
 
-def solve_cols(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, old: torch.Tensor, ridge: float) -> torch.Tensor:
-    """Exact proximal update of ``Y`` in ``target ≈ (left @ Y) ⊙ weight``, column by column."""
-    return solve_rows(target.T, weight.T, left.T, old.T, ridge).T
+def solve_cols(weighted_target: torch.Tensor, left: torch.Tensor, gram: torch.Tensor, old: torch.Tensor,
+               ridge: float) -> torch.Tensor:
+    """Exact proximal update of ``Y`` in ``target ≈ (left @ Y) ⊙ weight``, column by column.
+
+    ``gram[j] = left^T diag(weight[:, j]^2) left``. The product is taken on the row-major
+    ``(m, n)`` layout: element-wise work on transposed views would be strided and slow.
+    """
+    return proximal_solve(gram, (left.T @ weighted_target).T, old.T, ridge).T
 
 
 def _balance(b: torch.Tensor, a: torch.Tensor) -> None:
@@ -142,18 +178,19 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
     B is updated before A in each pair, so a LoRA-style pair (B = 0, A random) gets a useful first
     solve; starting with its A would find a zero design and keep A at zero.
     """
-    p1 = f["B1"] @ f["A1"]
-    f["B2"] = solve_rows(target, p1, f["A2"], f["B2"], ridge)
-    f["A2"] = solve_cols(target, p1, f["B2"], f["A2"], ridge)
-    p2 = f["B2"] @ f["A2"]
-    f["B1"] = solve_rows(target, p2, f["A1"], f["B1"], ridge)
-    f["A1"] = solve_cols(target, p2, f["B1"], f["A1"], ridge)
-    return (f["B1"] @ f["A1"]) * p2 - target
+    for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
+        bo, ao = f[b_other], f[a_other]
+        weight = bo @ ao
+        weighted = target * weight
+        f[b] = solve_rows(weighted, f[a], lowrank_weight_gram(bo, ao, f[a]), f[b], ridge)
+        f[a] = solve_cols(weighted, f[b], lowrank_weight_gram(ao.T, bo.T, f[b].T), f[a], ridge)
+    return (f["B1"] @ f["A1"]) * weight - target
 
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
-    f["B"] = solve_rows(target, base, f["A"], f["B"], ridge)
-    f["A"] = solve_cols(target, base, f["B"], f["A"], ridge)
+    weighted = target * base
+    f["B"] = solve_rows(weighted, f["A"], dense_weight_gram(base, f["A"]), f["B"], ridge)
+    f["A"] = solve_cols(weighted, f["B"], dense_weight_gram(base.T, f["B"].T), f["A"], ridge)
     return base * (f["B"] @ f["A"]) - target
 
 

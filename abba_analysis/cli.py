@@ -1,0 +1,68 @@
+"""The ``abba-analysis`` command line.
+
+    abba-analysis fit --kind orthogonal --size 256 --rank 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import targets
+from .budget import abba_ranks_for_lora
+from .fit import fit
+
+
+def _fit_command(args: argparse.Namespace) -> int:
+    """Fit LoRA, HiRA and ABBA at one budget to a generated target and print the errors."""
+    n = args.n or args.size
+    options = {"rank": args.target_rank} if args.kind == "low_rank" else {}
+    target = targets.make(args.kind, args.size, n, seed=args.seed, **options)
+    base = targets.gaussian(args.size, n, seed=args.seed + 1)
+    r1, r2 = abba_ranks_for_lora(args.rank)
+    fits = [
+        fit(target, "lora", args.rank, device=args.device),
+        fit(target, "hira", args.rank, base=base, seed=args.seed, device=args.device),
+        fit(target, "abba", (r1, r2), seed=args.seed, device=args.device),
+    ]
+    print(f"target: {args.kind} {args.size}x{n} (seed {args.seed}); budget {fits[0].num_params} parameters; "
+          f"HiRA's W0: Gaussian (seed {args.seed + 1})")
+    print(f"{'method':<6} {'ranks':<9} {'rel. error':>10}  {'solver':<6} {'iters':>5} {'seconds':>7}")
+    for f in fits:
+        ranks = ",".join(map(str, f.ranks))
+        print(f"{f.method:<6} {ranks:<9} {f.error:>10.5f}  {f.solver:<6} {f.iterations:>5} {f.seconds:>7.2f}")
+    b = fits[2].bracket
+    print(f"ABBA bracket: SVD at rank {min(r1 * r2, args.size, n)} = {b.lower:.5f} <= ABBA <= "
+          f"LoRA at rank {max(r1, r2)} = {b.upper:.5f}; position {fits[2].bracket_position:.3f}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="abba-analysis", description="Expressivity of LoRA, HiRA and ABBA updates.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fit", help=_fit_command.__doc__, description=_fit_command.__doc__)
+    p.add_argument("--kind", default="orthogonal", choices=sorted(targets.KINDS), help="target kind")
+    p.add_argument("--size", type=int, default=256, help="rows m (and columns, unless --n)")
+    p.add_argument("--n", type=int, default=None, help="columns n")
+    p.add_argument("--rank", type=int, default=24, help="LoRA/HiRA rank; ABBA gets the same budget")
+    p.add_argument("--target-rank", type=int, default=32, help="rank of a low_rank target")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    p.set_defaults(handler=_fit_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``abba-analysis`` script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, TypeError) as error:
+        print(f"abba-analysis: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up the environment if needed, then run the project's main job on its defaults.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="dev" bash scripts/setup.sh
+. .venv/bin/activate
+abba-analysis fit "$@"

@@ -103,7 +103,8 @@ def test_svd_pairs_equal_numpy_truncated_svd():
     # svd_lowrank with q = r1 and no oversampling is only close where the spectrum decays.
     decaying = torch.from_numpy(aa.targets.power_law(*SHAPE, exponent=1.5, seed=2))
     code = init("abba-code", base=decaying)
-    np.testing.assert_allclose((code["B1"] @ code["A1"]).numpy(), numpy_svd_part(decaying, 0, 3)[0], atol=1e-6)
+    exact = numpy_svd_part(decaying, 0, 3)[0]
+    assert np.linalg.norm((code["B1"] @ code["A1"]).numpy() - exact) <= 1e-3 * np.linalg.norm(exact)
     assert float(code["A2"].abs().max()) <= math.sqrt(6 / SHAPE[1])
     assert float(code["A2"].abs().max()) > 1 / math.sqrt(SHAPE[1])  # default gain, not a = sqrt(5)
 

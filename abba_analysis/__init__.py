@@ -12,7 +12,7 @@ True
 
 from __future__ import annotations
 
-from . import budget, inits, linalg, metrics, parameterizations, solvers, targets
+from . import budget, deltas, inits, linalg, metrics, parameterizations, solvers, targets
 from .fit import FitResult, fit
 from .parameterizations import abba_apply, abba_scale, khatri_rao_factors, lora_scale
 
@@ -23,6 +23,7 @@ __all__ = [
     "abba_apply",
     "abba_scale",
     "budget",
+    "deltas",
     "fit",
     "inits",
     "khatri_rao_factors",

@@ -1,6 +1,7 @@
 """The ``abba-analysis`` command line.
 
     abba-analysis fit --kind orthogonal --size 256 --rank 24
+    abba-analysis inspect BASE FINETUNED --include '\\.(q|v)_proj\\.weight$'
 """
 
 from __future__ import annotations
@@ -38,6 +39,26 @@ def _fit_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_command(args: argparse.Namespace) -> int:
+    """Print one row per layer of a checkpoint pair: size and rank of ΔW, LoRA's error at a few ranks."""
+    from .deltas import from_checkpoints, summarize
+
+    pairs = from_checkpoints(args.base, args.finetuned, include=args.include, exclude=args.exclude,
+                             allow_dtype_mismatch=args.allow_dtype_mismatch)
+    print(pairs.report())
+    ranks = args.ranks
+    header = (f"{'layer':<48} {'shape':>11} {'|dW|/|W0|':>9} {'num.rank':>8} {'eff.rank':>8} {'st.rank':>7} "
+              + " ".join(f"{'LoRA r' + str(r):>8}" for r in ranks))
+    print(header)
+    for layer in pairs:
+        row = summarize(layer, ranks)
+        shape = "x".join(map(str, row["shape"]))
+        print(f"{row['name'][-48:]:<48} {shape:>11} {row['relative_norm']:>9.4f} {row['numerical_rank']:>8d} "
+              f"{row['effective_rank']:>8.1f} {row['stable_rank']:>7.2f} "
+              + " ".join(f"{row[f'lora_error_r{r}']:>8.4f}" for r in ranks))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abba-analysis", description="Expressivity of LoRA, HiRA and ABBA updates.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     p.set_defaults(handler=_fit_command)
+
+    p = sub.add_parser("inspect", help=_inspect_command.__doc__, description=_inspect_command.__doc__)
+    p.add_argument("base", help="base checkpoint: .safetensors/.bin file, model directory or hub id")
+    p.add_argument("finetuned", help="fine-tuned checkpoint, same forms")
+    p.add_argument("--include", default=None, help="regex on tensor names to keep")
+    p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
+    p.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64], help="ranks for LoRA's error")
+    p.add_argument("--allow-dtype-mismatch", action="store_true", help="accept different storage dtypes")
+    p.set_defaults(handler=_inspect_command)
     return parser
 
 
@@ -59,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, ImportError) as error:
         print(f"abba-analysis: error: {error}", file=sys.stderr)
         return 2
 

@@ -12,11 +12,11 @@ True
 
 from __future__ import annotations
 
-from . import budget, deltas, inits, linalg, metrics, parameterizations, solvers, targets
+from ._version import __version__
+from . import budget, deltas, experiments, inits, linalg, metrics, parameterizations, solvers, targets
 from .fit import FitResult, fit
 from .parameterizations import abba_apply, abba_scale, khatri_rao_factors, lora_scale
 
-__version__ = "0.1.0"
 
 __all__ = [
     "FitResult",
@@ -24,6 +24,7 @@ __all__ = [
     "abba_scale",
     "budget",
     "deltas",
+    "experiments",
     "fit",
     "inits",
     "khatri_rao_factors",

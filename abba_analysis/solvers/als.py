@@ -100,6 +100,19 @@ def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Te
     return (_outer_rows(left) @ kernel).reshape(-1, r, r)
 
 
+def weight_gram(left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Gram matrices for ``weight = left @ right``, by whichever of the two routes costs fewer flops.
+
+    Dense: ``p n r^2``. Low-rank: ``(p + n) q^2 r^2``. The low-rank route wins when the other pair's
+    rank q is below about ``sqrt(min(p, n))``.
+    """
+    p, q = left.shape
+    n = right.shape[1]
+    if (p + n) * q * q < p * n:
+        return lowrank_weight_gram(left, right, basis)
+    return dense_weight_gram(weight, basis)
+
+
 def proximal_solve(gram: torch.Tensor, rhs: torch.Tensor, old: torch.Tensor, ridge: float) -> torch.Tensor:
     """Solve ``(G_i + λ_i I) x_i = rhs_i + λ_i old_i`` for every i by one batched Cholesky.
 
@@ -182,8 +195,8 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
         bo, ao = f[b_other], f[a_other]
         weight = bo @ ao
         weighted = target * weight
-        f[b] = solve_rows(weighted, f[a], lowrank_weight_gram(bo, ao, f[a]), f[b], ridge)
-        f[a] = solve_cols(weighted, f[b], lowrank_weight_gram(ao.T, bo.T, f[b].T), f[a], ridge)
+        f[b] = solve_rows(weighted, f[a], weight_gram(bo, ao, weight, f[a]), f[b], ridge)
+        f[a] = solve_cols(weighted, f[b], weight_gram(ao.T, bo.T, weight.T, f[b].T), f[a], ridge)
     return (f["B1"] @ f["A1"]) * weight - target
 
 

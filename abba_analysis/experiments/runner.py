@@ -1,0 +1,204 @@
+"""Run a configuration: expand it into work units, run the ones not yet done, keep every result.
+
+Results go to ``<out>/journal.jsonl``, one complete JSON line per finished fit, written with a
+single ``write`` and flushed to disk, so an interrupted run (Ctrl-C, kill) loses only fits in flight
+and never leaves half a row. Rerunning the same configuration skips every unit whose key is in the
+journal. After each run the tidy tables ``results.csv`` (one row per fit), ``spectra.csv`` and
+``histories.csv`` are rewritten from the journal, atomically.
+
+The executor is pluggable: anything with ``map_unordered(function, units)`` that yields results as
+they finish (see :class:`InProcess`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+import pandas as pd
+
+from .config import Config, ConfigError
+from .units import TargetRef, WorkUnit, ranks_for, run_unit
+
+JOURNAL = "journal.jsonl"
+RESULTS, SPECTRA, HISTORIES = "results.csv", "spectra.csv", "histories.csv"
+
+
+class Executor(Protocol):
+    """Runs work units and yields their results in any order, as they finish."""
+
+    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+        ...
+
+
+class InProcess:
+    """The default executor: one unit after another in this process."""
+
+    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+        for unit in units:
+            yield function(unit)
+
+
+def _target_refs(config: Config) -> Iterator[tuple[TargetRef, bool]]:
+    """Every target of the config, with whether it carries a fine-tuning delta."""
+    for spec in config.targets:
+        if spec.kind == "checkpoint":
+            from ..deltas import CheckpointError
+            from .units import _checkpoint
+
+            try:
+                checkpoint = _checkpoint(spec.base)
+                if spec.finetuned is not None:
+                    _checkpoint(spec.finetuned)
+            except (CheckpointError, ImportError) as error:
+                raise ConfigError(f"target checkpoint: {error}") from None
+            names = checkpoint.matrices(spec.include, spec.exclude)
+            if not names:
+                raise ConfigError(f"target checkpoint {spec.base!r}: no 2-D tensor matches include={spec.include!r}")
+            for name in names:
+                shape = checkpoint.infos[name].shape
+                yield TargetRef("checkpoint", (shape[0], shape[1]), checkpoint=spec.base, finetuned=spec.finetuned,
+                                tensor=name), spec.finetuned is not None
+        else:
+            for seed in config.seeds:
+                yield TargetRef(spec.kind, spec.shape, seed=seed, options=tuple(sorted(spec.options.items())),
+                                hira_base=config.hira_base), True
+
+
+def expand(config: Config) -> list[WorkUnit]:
+    """All work units of ``config``, in a deterministic order; raises ConfigError on impossible ones."""
+    units = []
+    for ref, has_base in _target_refs(config):
+        seeds = config.seeds if ref.kind == "checkpoint" else (ref.seed,)
+        for spec in config.methods:
+            if spec.method == "hira" and not has_base:
+                raise ConfigError(f"HiRA needs a fine-tuned checkpoint to fit a delta; target {ref.tensor!r} "
+                                  "is a plain weight (add 'finetuned' or drop hira)")
+            rank_list = [(b, ranks_for(spec.method, b)) for b in spec.budgets] + [(sum(r), r) for r in spec.ranks]
+            for budget, ranks in rank_list:
+                if max(ranks) > min(ref.shape):
+                    raise ConfigError(f"{spec.method} ranks {ranks} exceed min(m, n) = {min(ref.shape)} of {ref.id}")
+                for solver in spec.solvers:
+                    for init in spec.inits:
+                        for seed in seeds:
+                            units.append(WorkUnit(
+                                config.name, ref, spec.method, budget, tuple(ranks), solver, init, seed,
+                                tuple(sorted(spec.options.items())), config.dtype, config.device,
+                                config.spectra, config.history))
+    return units
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """Completed records of a journal; an incomplete last line (a crash mid-write) is dropped."""
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}:{number}: dropped an incomplete record (interrupted write)", stacklevel=2)
+    return records
+
+
+def _append(path: Path, record: dict[str, Any]) -> None:
+    line = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one write of the whole line: no reader ever sees half of it
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Results:
+    """The tidy tables of a run: ``results`` (one row per fit), ``spectra`` and ``histories``."""
+
+    results: pd.DataFrame
+    spectra: pd.DataFrame
+    histories: pd.DataFrame
+
+
+def tables(records: Iterable[dict[str, Any]]) -> Results:
+    """Build the tidy tables from journal records."""
+    rows, spectra, histories = [], [], []
+    seen_targets = set()
+    for rec in records:
+        row = rec["row"]
+        rows.append(row)
+        if rec.get("spectrum"):
+            spectra += [{"experiment": row["experiment"], "target": row["target"], "source": row["method"],
+                         "budget": row["budget"], "seed": row["seed"], "key": row["key"], "index": i + 1,
+                         "singular_value": v} for i, v in enumerate(rec["spectrum"])]
+            tkey = (row["experiment"], row["target"])
+            if tkey not in seen_targets:
+                seen_targets.add(tkey)
+                spectra += [{"experiment": row["experiment"], "target": row["target"], "source": "target",
+                             "budget": 0, "seed": row["seed"], "key": "", "index": i + 1, "singular_value": v}
+                            for i, v in enumerate(rec["target_spectrum"])]
+        for it, seconds, error in rec.get("history", []):
+            histories.append({"key": row["key"], "experiment": row["experiment"], "target": row["target"],
+                              "method": row["method"], "solver": row["solver"], "init": row["init"],
+                              "budget": row["budget"], "seed": row["seed"], "iteration": it, "seconds": seconds,
+                              "error": error})
+    return Results(pd.DataFrame(rows), pd.DataFrame(spectra), pd.DataFrame(histories))
+
+
+def run(
+    config: Config,
+    out_dir: str | os.PathLike,
+    *,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> Results:
+    """Run every unit of ``config`` not already in ``out_dir``'s journal; return the full tables.
+
+    Parameters
+    ----------
+    config : Config
+        A validated configuration (:func:`abba_analysis.experiments.load`).
+    out_dir : path
+        Where the journal and the CSV tables live; created if needed.
+    executor : optional
+        Default :class:`InProcess`.
+    progress : bool
+        Show a progress bar over fits (``tqdm.auto``).
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / JOURNAL
+    units = expand(config)
+    done = {rec["row"]["key"] for rec in read_journal(journal)}
+    todo = [u for u in units if u.key not in done]
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=config.name, unit="fit", disable=not progress)
+    try:
+        for record in (executor or InProcess()).map_unordered(run_unit, todo):
+            _append(journal, record)
+            bar.update(1)
+    finally:
+        bar.close()
+        keys = {u.key for u in units}
+        result = tables(r for r in read_journal(journal) if r["row"]["key"] in keys)
+        _write_atomic(result.results, out / RESULTS)
+        _write_atomic(result.spectra, out / SPECTRA)
+        _write_atomic(result.histories, out / HISTORIES)
+    return result
+
+
+def load_results(out_dir: str | os.PathLike) -> Results:
+    """Read the tables a run wrote (from its journal, so a run in progress can be inspected too)."""
+    return tables(read_journal(Path(out_dir) / JOURNAL))

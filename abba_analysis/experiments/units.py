@@ -1,0 +1,182 @@
+"""Work units: one fit, described by plain data, that any worker can run on its own.
+
+A unit carries a reference to its target (a random kind with shape and seed, or a checkpoint path and
+tensor name), never the matrix itself, so units are cheap to ship to other processes or machines;
+each worker builds or reads only the target it fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import metrics, targets
+from .._version import __version__
+from ..budget import abba_ranks_for_lora
+from ..fit import fit
+from ..parameterizations import get_method
+
+HIRA_BASE_SEED_OFFSET = 10_000
+SPECTRUM_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    """How to obtain a target (and the base weight HiRA needs)."""
+
+    kind: str
+    shape: tuple[int, int]
+    seed: int | None = None
+    options: tuple[tuple[str, Any], ...] = ()
+    checkpoint: str | None = None
+    finetuned: str | None = None
+    tensor: str | None = None
+    hira_base: str = "gaussian"
+
+    @property
+    def id(self) -> str:
+        """A short readable identifier of the target."""
+        if self.kind == "checkpoint":
+            return self.tensor or ""
+        return f"{self.kind}-{self.shape[0]}x{self.shape[1]}-s{self.seed}"
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One fit: a target, a method at some ranks, a solver, an init and a seed."""
+
+    experiment: str
+    target: TargetRef
+    method: str
+    budget: int
+    ranks: tuple[int, ...]
+    solver: str
+    init: str | None
+    seed: int
+    options: tuple[tuple[str, Any], ...] = ()
+    dtype: str = "float32"
+    device: str = "cpu"
+    spectra: bool = False
+    history: bool = False
+
+    @property
+    def key(self) -> str:
+        """A stable hash of everything that determines the result."""
+        payload = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(payload.encode()).hexdigest()[:16]
+
+
+def ranks_for(method: str, budget: int) -> tuple[int, ...]:
+    """Ranks of ``method`` at a LoRA-equivalent budget."""
+    return abba_ranks_for_lora(budget) if method == "abba" else (budget,)
+
+
+def budget_for(method: str, ranks: tuple[int, ...]) -> int:
+    """LoRA-equivalent budget of explicit ranks."""
+    return sum(ranks)
+
+
+@lru_cache(maxsize=8)
+def _random_target(kind: str, shape: tuple[int, int], seed: int, options: tuple, dtype: str) -> np.ndarray:
+    return targets.make(kind, *shape, seed=seed, dtype=dtype, **dict(options))
+
+
+def _resolve_checkpoint(name: str) -> str:
+    if name == "minilm":
+        from ..deltas import minilm_path
+
+        return str(minilm_path())
+    return name
+
+
+@lru_cache(maxsize=4)
+def _checkpoint(path: str):
+    from ..deltas import Checkpoint
+
+    return Checkpoint.open(_resolve_checkpoint(path))
+
+
+def load_target(ref: TargetRef, dtype: str) -> tuple[np.ndarray | torch.Tensor, Any]:
+    """The target matrix and the base weight W0 HiRA uses, for ``ref``.
+
+    Random targets get a seeded random W0 of kind ``ref.hira_base``; a checkpoint pair gives
+    ``(ΔW, W0)``; a single checkpoint gives ``(W, W)`` (HiRA on its own weight is trivial and is
+    not a meaningful fit there).
+    """
+    torch_dtype = getattr(torch, dtype)
+    if ref.kind != "checkpoint":
+        target = _random_target(ref.kind, ref.shape, ref.seed, ref.options, dtype)
+        base = _random_target(ref.hira_base, ref.shape, ref.seed + HIRA_BASE_SEED_OFFSET, (), dtype)
+        return target, base
+    base_ckpt = _checkpoint(ref.checkpoint)
+    w0 = base_ckpt.load(ref.tensor).to(torch_dtype)
+    if ref.finetuned is None:
+        return w0, w0
+    tuned = _checkpoint(ref.finetuned)
+    from ..deltas import match_names
+
+    mapping = match_names([ref.tensor], tuned.names())
+    return tuned.load(mapping[ref.tensor]).to(torch_dtype) - w0, w0
+
+
+@lru_cache(maxsize=8)
+def _spectrum_cached(kind: str, shape, seed, options, dtype) -> np.ndarray:
+    return metrics.singular_values(_random_target(kind, shape, seed, options, dtype))
+
+
+def versions() -> dict[str, str]:
+    return {"abba_analysis": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def run_unit(unit: WorkUnit) -> dict[str, Any]:
+    """Run one fit; return ``{"row": ..., "spectra": [...], "history": [...]}`` (plain data)."""
+    target, base = load_target(unit.target, unit.dtype)
+    ref = unit.target
+    spectrum = (_spectrum_cached(ref.kind, ref.shape, ref.seed, ref.options, unit.dtype) if ref.kind != "checkpoint"
+                else metrics.singular_values(target))
+    param = get_method(unit.method)
+    m, n = ref.shape
+    stamps: list[float] = []
+    start = time.perf_counter()
+    result = fit(target, unit.method, unit.ranks if unit.method == "abba" else unit.ranks[0],
+                 base=base if unit.method == "hira" else None, solver=unit.solver, init=unit.init, seed=unit.seed,
+                 device=unit.device, dtype=unit.dtype, bracket=False,
+                 callback=(lambda *_: stamps.append(time.perf_counter() - start)) if unit.history else None,
+                 **dict(unit.options))
+    k = min(m, n)
+    rank_bound = param.rank_bound((m, n), unit.ranks, None)
+    lower = metrics.truncated_svd_error(spectrum, min(rank_bound, k))
+    upper = {"abba": metrics.truncated_svd_error(spectrum, min(max(unit.ranks), k)),
+             "lora": lower, "hira": float("nan")}[unit.method]
+    width = upper - lower
+    row = {
+        "experiment": unit.experiment, "key": unit.key, "target": ref.id, "target_kind": ref.kind,
+        "source": ref.checkpoint or "", "m": m, "n": n, "seed": unit.seed, "method": unit.method,
+        "budget": unit.budget, "r1": unit.ranks[0], "r2": unit.ranks[1] if len(unit.ranks) > 1 else 0,
+        "params": param.num_params((m, n), unit.ranks), "solver": result.solver, "init": result.init or "",
+        "error": result.error, "error_squared": result.error**2, "lower_bound": lower, "upper_bound": upper,
+        "bracket_position": (result.error - lower) / width if width > 0 else float("nan"),
+        "lora_error": metrics.truncated_svd_error(spectrum, min(unit.budget, k)),
+        "iterations": result.iterations, "status": result.status, "seconds": result.seconds,
+        "device": result.device, "dtype": result.dtype, **versions(),
+    }
+    spectra = []
+    if unit.spectra:
+        fitted = metrics.singular_values(result.approximation())[:SPECTRUM_LENGTH]
+        spectra = [float(v) for v in fitted]
+    history = []
+    if unit.history:
+        times = [0.0] + stamps[: len(result.history) - 1]
+        history = [[i, float(t), float(e)] for i, (t, e) in enumerate(zip(times, result.history)) if math.isfinite(e)]
+    return {"row": row, "spectrum": spectra, "target_spectrum": [float(v) for v in spectrum[:SPECTRUM_LENGTH]],
+            "history": history}

@@ -1,6 +1,7 @@
 """The ``abba-analysis`` command line.
 
     abba-analysis fit --kind orthogonal --size 256 --rank 24
+    abba-analysis reproduce [--quick] [--study all|main|inits]
     abba-analysis inspect BASE FINETUNED --include '\\.(q|v)_proj\\.weight$'
 """
 
@@ -59,6 +60,18 @@ def _inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce_command(args: argparse.Namespace) -> int:
+    """Rerun the paper's expressivity experiments and write every figure, table and a summary."""
+    from .reproduce import reproduce
+
+    studies = ["main", "inits"] if args.study == "all" else [args.study]
+    summary = reproduce(args.out, work_dir=args.work_dir, quick=args.quick, studies=studies,
+                        progress=not args.no_progress)
+    print(summary.read_text())
+    print(f"figures and tables written to {summary.parent}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="abba-analysis", description="Expressivity of LoRA, HiRA and ABBA updates.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64], help="ranks for LoRA's error")
     p.add_argument("--allow-dtype-mismatch", action="store_true", help="accept different storage dtypes")
     p.set_defaults(handler=_inspect_command)
+
+    p = sub.add_parser("reproduce", help=_reproduce_command.__doc__, description=_reproduce_command.__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes (under 2 minutes), for CI and smoke tests")
+    p.add_argument("--study", choices=["all", "main", "inits"], default="all",
+                   help="main: Fig. 2, solver convergence and real weights; inits: initialization studies")
+    p.add_argument("--out", default="figures", help="where figures, tables and summary.md go")
+    p.add_argument("--work-dir", default="results", help="where runs keep their journals (resumable)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(handler=_reproduce_command)
     return parser
 
 

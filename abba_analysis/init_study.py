@@ -116,7 +116,7 @@ def fit_quality(
     *,
     seeds: Sequence[int] = (0, 1, 2),
     checkpoints: Sequence[int] = (50, 200),
-    threshold: float | None = None,
+    threshold: float | Mapping[str, float] | None = None,
     solver: str = "adam",
     **solver_options,
 ) -> pd.DataFrame:
@@ -131,8 +131,9 @@ def fit_quality(
     seeds : sequence of int
     checkpoints : sequence of int
         Iterations at which the error is also reported (``error_at_<k>``).
-    threshold : float, optional
-        Report ``seconds_to_threshold`` (inf if never reached); default: none.
+    threshold : float or mapping name -> float, optional
+        Report ``seconds_to_threshold``, the time until the error first reaches it (inf if never);
+        a mapping gives one threshold per target.
     solver : str
         Default ``"adam"`` (initialization matters most to gradient training).
     **solver_options
@@ -159,7 +160,8 @@ def fit_quality(
                 row["final_error"] = result.error
                 row["seconds"] = result.seconds
                 if threshold is not None:
-                    hit = np.nonzero(h[1:] <= threshold)[0]
+                    level = threshold[target_name] if isinstance(threshold, Mapping) else threshold
+                    hit = np.nonzero(h[1:] <= level)[0]
                     row["seconds_to_threshold"] = float(stamps[hit[0]]) if hit.size else float("inf")
                 rows.append(row)
     return pd.DataFrame(rows)

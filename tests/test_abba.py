@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 
 import abba_analysis as aa
@@ -83,3 +84,24 @@ def test_callback_can_stop_a_fit():
     seen = []
     fit = aa.fit(T, "abba", rank=(2, 2), seed=0, callback=lambda it, err, f: seen.append(err) or it >= 3)
     assert fit.status == "stopped" and fit.iterations == 3 and seen == list(fit.history[1:])
+
+
+def test_adam_state_matches_torch_optim_adam():
+    from abba_analysis.solvers.adam import AdamState
+
+    gen = torch.Generator().manual_seed(0)
+    ours = [torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(2)]
+    theirs = [p.clone().requires_grad_(True) for p in ours]
+    state = AdamState(ours, (0.9, 0.999), 1e-8)
+    reference = torch.optim.Adam(theirs, lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+    for step in range(20):
+        grads = [torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(2)]
+        lr = 0.01 * (1 - step / 20)
+        state.step(grads, lr)
+        for g, p in zip(grads, theirs):
+            p.grad = g.clone()
+        for group in reference.param_groups:
+            group["lr"] = lr
+        reference.step()
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-14)

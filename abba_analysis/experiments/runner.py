@@ -106,6 +106,15 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def _end_with_newline(path: Path) -> None:
+    """Terminate a torn last line (a crash mid-write) so that new records start on a line of their own."""
+    if path.exists() and path.stat().st_size > 0:
+        with open(path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+
+
 def _append(path: Path, record: dict[str, Any]) -> None:
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -182,6 +191,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     journal = out / JOURNAL
     units = expand(config)
+    _end_with_newline(journal)
     done = {rec["row"]["key"] for rec in read_journal(journal)}
     todo = [u for u in units if u.key not in done]
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=config.name, unit="fit", disable=not progress)

@@ -55,7 +55,8 @@ def init_quality(table: pd.DataFrame, *, value: str = "final_error", ax: plt.Axe
     require_columns(table, ["scheme", "target", value], "init_quality")
     order = table.groupby("scheme")[value].mean().sort_values().index.tolist()
     fig, (axis,) = figure_and_axes(ax, width=6.5, height=3.6)
-    sns.pointplot(data=table, x="scheme", y=value, hue="target", order=order, ax=axis, dodge=0.4,
+    sns.pointplot(data=table, x="scheme", y=value, hue="target", order=order, ax=axis,
+                  dodge=0.4 if table["target"].nunique() > 1 else False,
                   linestyle="none", markersize=3, errorbar="sd")
     axis.tick_params(axis="x", rotation=60, labelsize=7)
     for label in axis.get_xticklabels():

@@ -148,9 +148,9 @@ def convergence(
     ax: plt.Axes | None = None,
 ) -> plt.Figure:
     """Error against iterations or seconds (``x="seconds"``), one line per fit, coloured by solver."""
-    require_columns(histories, ["key", "solver", x, "error"], "convergence")
     if x not in ("iteration", "seconds"):
         raise ValueError(f"x must be 'iteration' or 'seconds', got {x!r}")
+    require_columns(histories, ["key", "solver", x, "error"], "convergence")
     fig, (axis,) = figure_and_axes(ax, width=4.5)
     palette = dict(zip(sorted(histories["solver"].unique()), sns.color_palette("tab10")))
     labelled = set()

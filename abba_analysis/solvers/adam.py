@@ -81,6 +81,34 @@ def lr_factor(step: int, options: AdamOptions) -> float:
     return 1.0
 
 
+class AdamState:
+    """Adam's moments for a list of tensors, updated in place with ``torch._foreach`` kernels.
+
+    The same arithmetic as ``torch.optim.Adam`` (no weight decay, no amsgrad), without its
+    per-step dispatch overhead and its first-call import cost.
+    """
+
+    def __init__(self, params: list[torch.Tensor], betas: tuple[float, float], eps: float) -> None:
+        self.params = params
+        self.exp_avg = [torch.zeros_like(p) for p in params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params]
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.step_count = 0
+
+    def step(self, grads: list[torch.Tensor], lr: float) -> None:
+        self.step_count += 1
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - self.beta1)
+        torch._foreach_mul_(self.exp_avg_sq, self.beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - self.beta2)
+        bias1 = 1 - self.beta1**self.step_count
+        bias2 = 1 - self.beta2**self.step_count
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, math.sqrt(bias2))
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -lr / bias1)
+
+
 class Adam:
     """Adam with a warm-up and decay schedule, on any torch device."""
 
@@ -100,9 +128,7 @@ class Adam:
         if factors is None:
             raise ValueError("the adam solver needs starting factors")
         params = {k: v.detach().clone() for k, v in factors.items()}
-        optimizer = torch.optim.Adam(
-            list(params.values()), lr=options.lr, betas=options.betas, eps=options.eps, foreach=True
-        )
+        state = AdamState(list(params.values()), options.betas, options.eps)
         target_norm2 = float(problem.target.square().sum())
         best, history = BestIterate(), []
         status, message = "max_iter", f"ran all {options.steps} steps"
@@ -126,9 +152,5 @@ class Adam:
                     break
                 if step == options.steps:
                     break
-                for group in optimizer.param_groups:
-                    group["lr"] = options.lr * lr_factor(step, options)
-                for name, p in params.items():
-                    p.grad = grads[name]
-                optimizer.step()
+                state.step([grads[name] for name in params], options.lr * lr_factor(step, options))
         return SolveOutput(best.factors, history, len(history) - 1, status, message)

@@ -1,0 +1,229 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import abba_analysis as aa
+from abba_analysis import experiments
+from abba_analysis.experiments import ConfigError
+
+SMALL = """
+[experiment]
+name = "small"
+seeds = [0, 1]
+spectra = true
+history = true
+
+[[targets]]
+kind = "orthogonal"
+shape = [40, 32]
+
+[[targets]]
+kind = "sparse"
+shape = [40, 32]
+options = { density = 0.1 }
+
+[[methods]]
+method = "lora"
+budgets = [4, 8]
+
+[[methods]]
+method = "abba"
+budgets = [4, 8]
+options = { max_iter = 30 }
+
+[[methods]]
+method = "hira"
+budgets = [4]
+options = { max_iter = 30 }
+"""
+
+
+def with_change(text, old, new):
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (('name = "small"', 'name = "small"\ncolour = "red"'), r"\[experiment\]: unknown key\(s\) \['colour'\]"),
+        (('method = "abba"', 'method = "abbba"'), r"methods\[1\]\.method: method must be one of"),
+        (('budgets = [4, 8]\noptions = { max_iter = 30 }', 'budgets = [4, -8]\noptions = { max_iter = 30 }'),
+         r"methods\[1\]\.budgets must be a non-empty list of positive ints"),
+        (('options = { max_iter = 30 }', 'options = { max_iters = 30 }'), r"no option\(s\) \['max_iters'\]"),
+        (('options = { max_iter = 30 }', 'options = { max_iter = 0 }'), "max_iter must be in"),
+        (('kind = "sparse"', 'kind = "sparce"'), r"targets\[1\]\.kind must be one of"),
+        (('options = { density = 0.1 }', 'options = { densty = 0.1 }'), r"targets\[1\]\.options: sparse takes no option"),
+        (('options = { density = 0.1 }', 'options = { density = 2.0 }'), "density must be in"),
+        (('shape = [40, 32]', 'shape = [40]'), r"targets\[0\]\.shape must be \[m, n\]"),
+        (('seeds = [0, 1]', 'seeds = "0"'), "seeds must be a non-empty list"),
+        (('method = "lora"', 'method = "lora"\ninit = "svd"'), "closed-form and takes no init"),
+        (('method = "abba"', 'method = "abba"\ninits = ["lora-style"]'), "applies to"),
+        (('method = "abba"', 'method = "abba"\nsolver = "sgd"'), "solver must be 'auto' or one of"),
+        (('[[methods]]\nmethod = "hira"', '[[method]]\nmethod = "hira"'), r"config: unknown key\(s\) \['method'\]"),
+    ],
+)
+def test_bad_configs_fail_before_any_fit(tmp_path, monkeypatch, change, match):
+    monkeypatch.setattr(experiments.runner, "run_unit", lambda unit: pytest.fail("a fit ran"))
+    with pytest.raises(ConfigError, match=match):
+        cfg = experiments.load(with_change(SMALL, *change))
+        experiments.run(cfg, tmp_path, progress=False)
+    assert not (tmp_path / "journal.jsonl").exists()
+
+
+def test_ranks_beyond_the_target_fail_before_any_fit(tmp_path):
+    cfg = experiments.load(with_change(SMALL, "budgets = [4]", "budgets = [40]"))
+    with pytest.raises(ConfigError, match="exceed min"):
+        experiments.run(cfg, tmp_path, progress=False)
+
+
+def test_run_writes_documented_tables_and_resumes(tmp_path, monkeypatch):
+    cfg = experiments.load(SMALL)
+    units = experiments.expand(cfg)
+    assert len(units) == 2 * 2 * (2 + 2 + 1)
+    result = experiments.run(cfg, tmp_path, progress=False)
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert len(table) == len(units) and table["key"].is_unique
+    documented = experiments.__doc__
+    for column in table.columns:
+        assert column in documented, column
+    assert set(pd.read_csv(tmp_path / "spectra.csv")["source"]) == {"target", "lora", "abba", "hira"}
+    assert len(pd.read_csv(tmp_path / "histories.csv")) > 0
+    # Bounds hold row by row.
+    assert (table.error >= table.lower_bound - 1e-6).all()
+    abba = table[table.method == "abba"]
+    assert (abba.error <= abba.upper_bound + 1e-6).all()
+    lora = table[table.method == "lora"]
+    np.testing.assert_allclose(lora.error, lora.lora_error, atol=1e-6)
+    # Rerun: nothing left to do.
+    monkeypatch.setattr(experiments.runner, "run_unit", lambda unit: pytest.fail("a finished fit ran again"))
+    again = experiments.run(cfg, tmp_path, progress=False)
+    pd.testing.assert_frame_equal(again.results, result.results)
+
+
+class StopAfter:
+    """An executor that is interrupted (as by Ctrl-C) after a number of fits."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def map_unordered(self, function, units):
+        for i, unit in enumerate(units):
+            if i == self.count:
+                raise KeyboardInterrupt
+            yield function(unit)
+
+
+def test_interrupted_run_keeps_finished_rows_and_reruns_the_rest(tmp_path):
+    cfg = experiments.load(SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.run(cfg, tmp_path, executor=StopAfter(7), progress=False)
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 7
+    calls = []
+    original = experiments.runner.run_unit
+
+    def counting(unit):
+        calls.append(unit.key)
+        return original(unit)
+
+    experiments.runner.run_unit = counting
+    try:
+        result = experiments.run(cfg, tmp_path, progress=False)
+    finally:
+        experiments.runner.run_unit = original
+    assert len(calls) == len(experiments.expand(cfg)) - 7
+    assert len(result.results) == len(experiments.expand(cfg)) and result.results["key"].is_unique
+
+
+def test_a_torn_last_line_is_dropped_and_redone(tmp_path):
+    cfg = experiments.load(SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        experiments.run(cfg, tmp_path, executor=StopAfter(3), progress=False)
+    with open(tmp_path / "journal.jsonl", "a") as f:
+        f.write('{"row": {"key": "abc", "err')  # a write cut short
+    with pytest.warns(UserWarning, match="incomplete record"):
+        result = experiments.run(cfg, tmp_path, progress=False)
+    assert len(result.results) == len(experiments.expand(cfg))
+
+
+def test_killed_process_loses_no_finished_row(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(with_change(SMALL, "seeds = [0, 1]", "seeds = [0, 1, 2, 3]"))
+    out = tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import abba_analysis as aa
+        aa.experiments.run(aa.experiments.load({str(config)!r}), {str(out)!r}, progress=False)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    journal = out / "journal.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    lines = journal.read_text().splitlines()
+    assert len(lines) >= 5
+    assert all(json.loads(line)["row"]["key"] for line in lines)  # every line is whole
+    result = experiments.run(experiments.load(config), out, progress=False)
+    assert len(result.results) == len(experiments.expand(experiments.load(config)))
+    assert result.results["key"].is_unique
+
+
+FIG2_SMALL = """
+[experiment]
+name = "fig2-test"
+seeds = [0, 1, 2]
+dtype = "float64"
+
+[[targets]]
+kind = "orthogonal"
+shape = [96, 96]
+
+[[targets]]
+kind = "sparse"
+shape = [96, 96]
+options = { density = 0.05 }
+
+[[targets]]
+kind = "gaussian"
+shape = [96, 96]
+
+[[targets]]
+kind = "low_rank"
+shape = [96, 96]
+options = { rank = 24 }
+
+[[methods]]
+method = "lora"
+budgets = [8, 16, 24]
+
+[[methods]]
+method = "abba"
+budgets = [8, 16, 24]
+options = { rtol = 1e-5 }
+"""
+
+
+def test_fig2_qualitative_result_at_a_small_size(tmp_path):
+    table = experiments.run(experiments.load(FIG2_SMALL), tmp_path, progress=False).results
+    lora = table[table.method == "lora"].set_index(["target", "budget"])["error"]
+    abba = table[table.method == "abba"]
+    for _, row in abba.iterrows():
+        # Never above LoRA at rank r1 (the upper bound) on any kind.
+        assert row.error <= aa.metrics.truncated_svd_error(
+            aa.targets.make(row.target_kind, 96, seed=row.seed,
+                            **({"rank": 24} if row.target_kind == "low_rank" else
+                               {"density": 0.05} if row.target_kind == "sparse" else {})), row.r1) + 1e-9
+        if row.target_kind != "low_rank" and row.budget >= 16:
+            assert row.error < lora[(row.target, row.budget)], (row.target, row.budget)

@@ -2,6 +2,7 @@
 
     abba-analysis fit --kind orthogonal --size 256 --rank 24
     abba-analysis reproduce [--quick] [--study all|main|inits]
+    abba-analysis sweep BASE FINETUNED --include 'q_proj' --budgets 8 16 --out results/sweep
     abba-analysis inspect BASE FINETUNED --include '\\.(q|v)_proj\\.weight$'
 """
 
@@ -60,6 +61,50 @@ def _inspect_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_command(args: argparse.Namespace) -> int:
+    """Fit LoRA / HiRA / ABBA to every selected layer of a checkpoint pair; one tidy row per fit."""
+    import json
+
+    from .experiments import load, run
+
+    methods = "\n".join(
+        f"""
+[[methods]]
+method = "{m}"
+budgets = {json.dumps(args.budgets)}
+""" + (f"options = {{ rtol = {args.rtol}, max_iter = {args.max_iter} }}\n" if m != "lora" else "")
+        for m in args.methods)
+    target = f"""
+[[targets]]
+kind = "checkpoint"
+base = {json.dumps(args.base)}
+""" + (f"finetuned = {json.dumps(args.finetuned)}\n" if args.finetuned else "") + (
+        f"include = {json.dumps(args.include)}\n" if args.include else "") + (
+        f"exclude = {json.dumps(args.exclude)}\n" if args.exclude else "")
+    config = load(f"""
+[experiment]
+name = "{args.name}"
+seeds = {json.dumps(args.seeds)}
+dtype = "{args.dtype}"
+device = "{args.device}"
+{target}
+{methods}
+""")
+    tables = run(config, args.out, progress=not args.no_progress)
+    summary = tables.results.pivot_table(index="target", columns=["method", "budget"], values="error", aggfunc="mean")
+    print(summary.round(4).to_string())
+    if args.heatmap:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .plotting import layer_heatmap
+
+        layer_heatmap(tables.results, relative_to_lora=True).savefig(args.heatmap, dpi=150, bbox_inches="tight")
+        print(f"heatmap written to {args.heatmap}")
+    print(f"{len(tables.results)} rows in {args.out}/results.csv")
+    return 0
+
+
 def _reproduce_command(args: argparse.Namespace) -> int:
     """Rerun the paper's expressivity experiments and write every figure, table and a summary."""
     from .reproduce import reproduce
@@ -94,6 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64], help="ranks for LoRA's error")
     p.add_argument("--allow-dtype-mismatch", action="store_true", help="accept different storage dtypes")
     p.set_defaults(handler=_inspect_command)
+
+    p = sub.add_parser("sweep", help=_sweep_command.__doc__, description=_sweep_command.__doc__)
+    p.add_argument("base", help="base checkpoint: file, model directory, hub id, or 'minilm'")
+    p.add_argument("finetuned", nargs="?", default=None,
+                   help="fine-tuned checkpoint (targets are the deltas); omit to fit the base's own weights")
+    p.add_argument("--include", default=None, help="regex on tensor names to keep")
+    p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
+    p.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32], help="LoRA-equivalent ranks")
+    p.add_argument("--methods", nargs="+", default=["lora", "hira", "abba"], choices=["lora", "hira", "abba"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
+    p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--name", default="sweep", help="experiment name (a column of the table)")
+    p.add_argument("--out", default="results/sweep", help="run directory (resumable)")
+    p.add_argument("--heatmap", default=None, help="also draw a layer heatmap to this file (.png/.svg)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_sweep_command)
 
     p = sub.add_parser("reproduce", help=_reproduce_command.__doc__, description=_reproduce_command.__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes (under 2 minutes), for CI and smoke tests")

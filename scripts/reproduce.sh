@@ -2,6 +2,6 @@
 # Set up the environment if needed, then run the project's main job on its defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="dev" bash scripts/setup.sh
+EXTRAS="real" bash scripts/setup.sh
 . .venv/bin/activate
-abba-analysis fit "$@"
+abba-analysis reproduce "$@"

@@ -104,6 +104,9 @@ def spectra(
         axis.plot(first["index"], first["singular_value"], color=METHOD_COLORS.get(method), lw=1,
                   label=f"{METHOD_LABELS.get(method, method)} (r = {budget})")
     axis.set_yscale("log")
+    # Below 1e-4 sigma_max the values are rounding noise of rank-deficient fits; keep them off the scale.
+    top = float(sub["singular_value"].max())
+    axis.set_ylim(bottom=1e-4 * top, top=2 * top)
     axis.set_xlabel("index i")
     axis.set_ylabel("singular value σ_i")
     axis.set_title(target, fontsize=9)

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import torch
 
-from .base import Factors, factor_param_count
-from .lora import check_single_rank
+from .base import Factors
+from .lora import SinglePairShapes
 
 
-class HiRA:
+class HiRA(SinglePairShapes):
     """``dW = W0 ⊙ (B @ A)``; ``r (m + n)`` parameters, rank at most ``rank(W0) * r``.
 
     HiRA has no scale; its merged weight is ``W0 ⊙ (1 + B A)``.
     """
 
     name = "hira"
-    factor_names = ("B", "A")
     needs_base = True
-
-    def check_ranks(self, rank: object, shape: tuple[int, int]) -> tuple[int]:
-        return check_single_rank(rank, shape, self.name)
-
-    def factor_shapes(self, shape: tuple[int, int], ranks: tuple[int, ...]) -> dict[str, tuple[int, int]]:
-        (r,) = ranks
-        return {"B": (shape[0], r), "A": (r, shape[1])}
-
-    def num_params(self, shape: tuple[int, int], ranks: tuple[int, ...]) -> int:
-        return factor_param_count(self.factor_shapes(shape, ranks))
 
     def rank_bound(self, shape: tuple[int, int], ranks: tuple[int, ...], base: torch.Tensor | None = None) -> int:
         base_rank = min(shape) if base is None else int(torch.linalg.matrix_rank(base))

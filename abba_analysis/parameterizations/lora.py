@@ -33,12 +33,11 @@ def check_single_rank(rank: object, shape: tuple[int, int], method: str) -> tupl
     return (check_positive_int(rank, "rank", upper=min(shape)),)
 
 
-class LoRA:
-    """``dW = B @ A`` with ``B: m x r`` and ``A: r x n``; ``r (m + n)`` parameters, rank at most r."""
+class SinglePairShapes:
+    """Rank checks and shapes shared by the one-pair methods (LoRA, HiRA): ``B: m x r``, ``A: r x n``."""
 
-    name = "lora"
+    name: str
     factor_names = ("B", "A")
-    needs_base = False
 
     def check_ranks(self, rank: object, shape: tuple[int, int]) -> tuple[int]:
         return check_single_rank(rank, shape, self.name)
@@ -49,6 +48,13 @@ class LoRA:
 
     def num_params(self, shape: tuple[int, int], ranks: tuple[int, ...]) -> int:
         return factor_param_count(self.factor_shapes(shape, ranks))
+
+
+class LoRA(SinglePairShapes):
+    """``dW = B @ A`` with ``B: m x r`` and ``A: r x n``; ``r (m + n)`` parameters, rank at most r."""
+
+    name = "lora"
+    needs_base = False
 
     def rank_bound(self, shape: tuple[int, int], ranks: tuple[int, ...], base: torch.Tensor | None = None) -> int:
         return min(ranks[0], *shape)

@@ -11,6 +11,13 @@ from ..linalg import randomized_svd, split_factors, truncated_svd
 from .base import Callback, Factors, NoOptions, Problem, SolveOutput, check_range
 
 
+def _svd_fit(problem: Problem, matrix) -> SolveOutput:
+    """The rank-r truncated SVD of ``matrix`` as ``B = U sqrt(S)``, ``A = sqrt(S) V^T``."""
+    b, a = split_factors(*truncated_svd(matrix, problem.ranks[0]))
+    out = {"B": b, "A": a}
+    return SolveOutput(out, [problem.relative_error(out)], 0, "exact")
+
+
 class ExactSVD:
     """LoRA's optimum: the top-r truncated SVD (Eckart-Young-Mirsky), by a full SVD."""
 
@@ -21,9 +28,7 @@ class ExactSVD:
 
     def solve(self, problem: Problem, factors: Factors | None, options: NoOptions,
               callback: Callback | None = None, rng: np.random.Generator | None = None) -> SolveOutput:
-        b, a = split_factors(*truncated_svd(problem.target, problem.ranks[0]))
-        out = {"B": b, "A": a}
-        return SolveOutput(out, [problem.relative_error(out)], 0, "exact")
+        return _svd_fit(problem, problem.target)
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,4 @@ class DivideSVD:
 
     def solve(self, problem: Problem, factors: Factors | None, options: NoOptions,
               callback: Callback | None = None, rng: np.random.Generator | None = None) -> SolveOutput:
-        quotient = divide_by_base(problem.target, problem.base)
-        b, a = split_factors(*truncated_svd(quotient, problem.ranks[0]))
-        out = {"B": b, "A": a}
-        return SolveOutput(out, [problem.relative_error(out)], 0, "exact")
+        return _svd_fit(problem, divide_by_base(problem.target, problem.base))

@@ -90,7 +90,18 @@ device = "{args.device}"
 {target}
 {methods}
 """)
-    tables = run(config, args.out, progress=not args.no_progress)
+    executor = None
+    if args.scheduler and args.workers:
+        raise ValueError("give --scheduler or --workers, not both")
+    if args.scheduler:
+        from .experiments import Dask
+
+        executor = Dask(address=args.scheduler)
+    elif args.workers:
+        from .experiments import LocalProcesses
+
+        executor = LocalProcesses(args.workers)
+    tables = run(config, args.out, executor=executor, progress=not args.no_progress)
     summary = tables.results.pivot_table(index="target", columns=["method", "budget"], values="error", aggfunc="mean")
     print(summary.round(4).to_string())
     if args.heatmap:
@@ -140,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-dtype-mismatch", action="store_true", help="accept different storage dtypes")
     p.set_defaults(handler=_inspect_command)
 
-    p = sub.add_parser("sweep", help=_sweep_command.__doc__, description=_sweep_command.__doc__)
+    p = sub.add_parser("sweep", aliases=["sweep-model"], help=_sweep_command.__doc__,
+                       description=_sweep_command.__doc__)
     p.add_argument("base", help="base checkpoint: file, model directory, hub id, or 'minilm'")
     p.add_argument("finetuned", nargs="?", default=None,
                    help="fine-tuned checkpoint (targets are the deltas); omit to fit the base's own weights")
@@ -156,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="sweep", help="experiment name (a column of the table)")
     p.add_argument("--out", default="results/sweep", help="run directory (resumable)")
     p.add_argument("--heatmap", default=None, help="also draw a layer heatmap to this file (.png/.svg)")
+    p.add_argument("--workers", type=int, default=0, help="run on this many local worker processes")
+    p.add_argument("--scheduler", default=None, help="run on a Dask cluster: its scheduler address, tcp://host:port")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_sweep_command)
 

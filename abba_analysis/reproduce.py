@@ -249,6 +249,7 @@ def reproduce(
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["svg.hashsalt"] = "abba-analysis"  # stable SVG ids: reruns give the same files
     studies = list(studies)
     unknown = sorted(set(studies) - set(STUDIES))
     if unknown:

@@ -2,6 +2,6 @@
 # Set up the environment if needed, then run the whole test suite (tests/, doctests, notebooks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="dev,real" bash scripts/setup.sh
+EXTRAS="dev,real,dask" bash scripts/setup.sh
 . .venv/bin/activate
 python -m pytest -n 2 "$@"

@@ -33,10 +33,11 @@ seed, iteration, seconds, error.
 from __future__ import annotations
 
 from .config import Config, ConfigError, MethodSpec, TargetSpec, builtin, load, parse
-from .runner import InProcess, Results, expand, load_results, run, tables
+from .executors import Dask, InProcess, LocalProcesses
+from .runner import Results, expand, load_results, run, tables
 from .units import TargetRef, WorkUnit, run_unit
 
 __all__ = [
-    "Config", "ConfigError", "InProcess", "MethodSpec", "Results", "TargetRef", "TargetSpec", "WorkUnit",
+    "Config", "ConfigError", "Dask", "InProcess", "LocalProcesses", "MethodSpec", "Results", "TargetRef", "TargetSpec", "WorkUnit",
     "builtin", "expand", "load", "load_results", "parse", "run", "run_unit", "tables",
 ]

@@ -7,7 +7,8 @@ journal. After each run the tidy tables ``results.csv`` (one row per fit), ``spe
 ``histories.csv`` are rewritten from the journal, atomically.
 
 The executor is pluggable: anything with ``map_unordered(function, units)`` that yields results as
-they finish (see :class:`InProcess`).
+they finish (see :mod:`abba_analysis.experiments.executors`). Results are journaled by this process
+as they arrive, whichever worker computed them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import pandas as pd
 
 from .config import Config, ConfigError
+from .executors import InProcess
 from .units import TargetRef, WorkUnit, ranks_for, run_unit
 
 JOURNAL = "journal.jsonl"
@@ -29,18 +31,10 @@ RESULTS, SPECTRA, HISTORIES = "results.csv", "spectra.csv", "histories.csv"
 
 
 class Executor(Protocol):
-    """Runs work units and yields their results in any order, as they finish."""
+    """Runs work units and yields their results in any order, as they finish (see :mod:`.executors`)."""
 
     def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
         ...
-
-
-class InProcess:
-    """The default executor: one unit after another in this process."""
-
-    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
-        for unit in units:
-            yield function(unit)
 
 
 def _target_refs(config: Config) -> Iterator[tuple[TargetRef, bool]]:
@@ -181,7 +175,8 @@ def run(
     out_dir : path
         Where the journal and the CSV tables live; created if needed.
     executor : optional
-        Default :class:`InProcess`.
+        Default :class:`~.executors.InProcess`; also :class:`~.executors.LocalProcesses` and
+        :class:`~.executors.Dask`.
     progress : bool
         Show a progress bar over fits (``tqdm.auto``).
     """
@@ -197,7 +192,11 @@ def run(
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=config.name, unit="fit", disable=not progress)
     try:
         for record in (executor or InProcess()).map_unordered(run_unit, todo):
+            key = record["row"]["key"]
+            if key in done:  # a retried unit whose first result also arrived: keep one
+                continue
             _append(journal, record)
+            done.add(key)
             bar.update(1)
     finally:
         bar.close()

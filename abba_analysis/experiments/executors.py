@@ -1,0 +1,92 @@
+"""Where work units run: in this process, in local worker processes, or on a Dask cluster.
+
+Every executor has one method, ``map_unordered(function, units)``, which yields each unit's result
+once, as it finishes. Units are plain data (:class:`~abba_analysis.experiments.units.WorkUnit`) and
+workers read their own targets (a real-weight target is a checkpoint path and a tensor name), so
+nothing large passes through the scheduler. The same configuration gives the same rows with every
+executor.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+from typing import Any, Callable, Iterator
+
+from .units import WorkUnit
+
+
+class InProcess:
+    """The default executor: one unit after another in this process."""
+
+    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+        for unit in units:
+            yield function(unit)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class LocalProcesses:
+    """A pool of ``workers`` local processes (spawned, ``threads`` torch threads each).
+
+    A worker that dies takes only its in-flight units with it: the pool is rebuilt and those units
+    are resubmitted, each at most ``retries`` times.
+    """
+
+    def __init__(self, workers: int = 2, *, threads: int = 1, retries: int = 2) -> None:
+        if workers < 1 or threads < 1 or retries < 0:
+            raise ValueError(f"workers and threads must be >= 1 and retries >= 0, got {workers}, {threads}, {retries}")
+        self.workers, self.threads, self.retries = workers, threads, retries
+
+    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+        pending = {u.key: u for u in units}
+        attempts = {u.key: 0 for u in units}
+        context = multiprocessing.get_context("spawn")
+        while pending:
+            with cf.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_set_threads,
+                                        initargs=(self.threads,)) as pool:
+                futures = {pool.submit(function, u): key for key, u in pending.items()}
+                try:
+                    for future in cf.as_completed(futures):
+                        key = futures[future]
+                        result = future.result()
+                        del pending[key]
+                        yield result
+                except cf.process.BrokenProcessPool:
+                    for key in pending:
+                        attempts[key] += 1
+                        if attempts[key] > self.retries:
+                            raise RuntimeError(f"unit {key} lost its worker {attempts[key]} times; giving up") from None
+
+
+class Dask:
+    """A Dask cluster: pass a ``distributed.Client`` or a scheduler ``address`` (``tcp://host:port``).
+
+    Dask reschedules the tasks of a worker that dies (up to the scheduler's ``allowed-failures``);
+    ``retries`` adds retries for units that raise.
+    """
+
+    def __init__(self, client: Any = None, *, address: str | None = None, retries: int = 2) -> None:
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise ImportError("the Dask executor needs dask[distributed]: pip install 'abba-analysis[dask]'") from None
+        if (client is None) == (address is None):
+            raise ValueError("pass exactly one of client= or address=")
+        self.client = client if client is not None else Client(address)
+        self.retries = retries
+
+    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+        from dask.distributed import as_completed
+
+        if not units:
+            return
+        futures = self.client.map(function, units, key=[f"abba-fit-{u.key}" for u in units], retries=self.retries,
+                                  pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+            future.release()

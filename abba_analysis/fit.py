@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import inits
+from .inits import EXACT_SVD_MAX
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix, like_input
 from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
@@ -160,7 +161,8 @@ def fit(
     device, dtype
         Where and in what precision to fit (default: the target's; float16/bfloat16 become float32).
     bracket : bool
-        For ABBA, compute the error bracket (needs the target's singular values).
+        For ABBA, compute the error bracket (needs the target's singular values; estimated by a
+        randomized SVD when ``min(m, n) > 2048``).
     callback : callable, optional
         ``callback(iteration, error, factors)`` after each iteration; returning True stops.
     **solver_options
@@ -207,7 +209,9 @@ def fit(
     elif init is not None:
         raise ValueError(f"solver {chosen.name!r} is closed-form and takes no init, got init={init!r}")
 
-    fit_bracket = abba_bracket(t, *ranks) if bracket and method == "abba" else None
+    # Beyond EXACT_SVD_MAX the bracket is estimated from a randomized top-k SVD (memory and time).
+    fit_bracket = (abba_bracket(t, *ranks, randomized=min(shape) > EXACT_SVD_MAX)
+                   if bracket and method == "abba" else None)
     # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
     floor = fit_bracket.lower + 1e-10 if fit_bracket is not None else -1.0
     rng = as_generator(seed)

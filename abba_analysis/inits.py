@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ._validation import SeedLike, as_generator
-from .linalg import split_factors, truncated_svd
+from .linalg import randomized_svd, split_factors, truncated_svd
 from .parameterizations import get_method
 
 Factors = dict[str, torch.Tensor]
@@ -149,11 +149,19 @@ def kaiming_uniform(rng: np.random.Generator, rows: int, cols: int, dtype: torch
     return _host(rng.uniform(-bound, bound, size=(rows, cols)), dtype, device)
 
 
-def svd_pair(matrix: torch.Tensor, first: int, count: int, dtype: torch.dtype, device: torch.device,
-             *, smallest: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(U sqrt(S), sqrt(S) Vh)`` of singular triplets ``first .. first+count-1`` (0-based), in float64.
+EXACT_SVD_MAX = 2048
+"""Largest min(m, n) for which SVD-based inits take an exact SVD (in float64); beyond it, the top
+triplets come from a randomized SVD with 8 power iterations in the matrix's dtype, which keeps a
+4096 x 11008 init to a few times the matrix's memory. MiLoRA's smallest triplets always need the
+exact SVD."""
 
-    ``smallest=True`` takes the ``count`` smallest triplets instead (MiLoRA).
+
+def svd_pair(matrix: torch.Tensor, first: int, count: int, dtype: torch.dtype, device: torch.device,
+             *, smallest: bool = False, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(U sqrt(S), sqrt(S) Vh)`` of singular triplets ``first .. first+count-1`` (0-based).
+
+    ``smallest=True`` takes the ``count`` smallest triplets instead (MiLoRA). Exact (float64) up to
+    :data:`EXACT_SVD_MAX`, randomized beyond (seeded from ``rng``, default seed 0).
     """
     k = min(matrix.shape)
     if smallest:
@@ -161,7 +169,11 @@ def svd_pair(matrix: torch.Tensor, first: int, count: int, dtype: torch.dtype, d
     if first + count > k:
         raise ValueError(f"this init needs singular triplets {first + 1}..{first + count}, but the matrix "
                          f"has only {k}: lower the ranks")
-    u, s, vh = truncated_svd(matrix.to(device=device, dtype=torch.float64), first + count)
+    if k > EXACT_SVD_MAX and not smallest:
+        u, s, vh = randomized_svd(matrix.to(device=device), first + count, oversample=max(10, first + count),
+                                  power_iters=8, seed=rng if rng is not None else 0)
+    else:
+        u, s, vh = truncated_svd(matrix.to(device=device, dtype=torch.float64), first + count)
     b, a = split_factors(u[:, first:], s[first:], vh[first:])
     return b.to(dtype), a.to(dtype)
 

@@ -54,3 +54,11 @@ def test_orthogonal_lora_error_formula():
     x = aa.targets.orthogonal(64, seed=0)
     for r in (1, 8, 63):
         assert metrics.truncated_svd_error(x, r) == pytest.approx(math.sqrt(1 - r / 64), abs=1e-12)
+
+
+def test_randomized_bracket_matches_the_exact_one():
+    x = aa.targets.power_law(300, 200, exponent=0.7, seed=0)
+    exact = metrics.abba_bracket(x, 4, 5)
+    estimate = metrics.abba_bracket(x, 4, 5, randomized=True)
+    assert estimate.lower == pytest.approx(exact.lower, rel=1e-4)
+    assert estimate.upper == pytest.approx(exact.upper, rel=1e-4)

@@ -189,22 +189,26 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
     """Update B2, A2, B1, A1 in turn; return the new residual ``P1 ⊙ P2 - target``.
 
     B is updated before A in each pair, so a LoRA-style pair (B = 0, A random) gets a useful first
-    solve; starting with its A would find a zero design and keep A at zero.
+    solve; starting with its A would find a zero design and keep A at zero. In-place products keep
+    the working set at three m x n tensors besides the target.
     """
     for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
         bo, ao = f[b_other], f[a_other]
         weight = bo @ ao
-        weighted = target * weight
+        weighted = torch.mul(target, weight)
         f[b] = solve_rows(weighted, f[a], weight_gram(bo, ao, weight, f[a]), f[b], ridge)
         f[a] = solve_cols(weighted, f[b], weight_gram(ao.T, bo.T, weight.T, f[b].T), f[a], ridge)
-    return (f["B1"] @ f["A1"]) * weight - target
+        del weighted
+    residual = f["B1"] @ f["A1"]
+    return residual.mul_(weight).sub_(target)
 
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
     weighted = target * base
     f["B"] = solve_rows(weighted, f["A"], dense_weight_gram(base, f["A"]), f["B"], ridge)
     f["A"] = solve_cols(weighted, f["B"], dense_weight_gram(base.T, f["B"].T), f["A"], ridge)
-    return base * (f["B"] @ f["A"]) - target
+    del weighted
+    return (f["B"] @ f["A"]).mul_(base).sub_(target)
 
 
 class ALS:

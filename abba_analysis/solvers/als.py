@@ -41,7 +41,10 @@ class ALSOptions:
     ridge : float
         Proximal weight relative to the mean diagonal of each Gram matrix (``None``: 1e-10 in
         float64, 1e-6 in float32). It damps, it does not bias: the fixed points are those of the
-        unregularized problem.
+        unregularized problem. Adaptive: in exact arithmetic a plain sweep cannot raise the error, so
+        one that does (float32 rounding in nearly singular Gram matrices, which otherwise lets the
+        unidentifiable directions of the factors blow up) is discarded and retried with ten times
+        the ridge, which then decays back.
     extrapolate : bool
         Extrapolate between sweeps, ``y = x_k + β (x_k - x_{k-1})``, with the safeguard of Ang &
         Gillis (2019): β grows by ``growth`` after a sweep that lowers the error; a sweep that
@@ -234,6 +237,8 @@ class ALS:
         target_norm = float(torch.linalg.matrix_norm(target))
         abba = problem.method.name == "abba"
 
+        base_ridge = ridge
+
         def sweep(f: Factors) -> float:
             if abba:
                 residual = _abba_sweep(target, f, ridge)
@@ -255,6 +260,18 @@ class ALS:
                 beta_cap, beta = beta, beta / options.shrink
                 candidate = {k: v.clone() for k, v in x.items()}
                 error = sweep(candidate)
+            for _ in range(3):
+                if not error > history[-1] * (1 + 1e-6):
+                    break
+                # A plain sweep can only rise by rounding: discard it and retry with a stronger ridge.
+                ridge *= 10
+                candidate = {k: v.clone() for k, v in x.items()}
+                error = sweep(candidate)
+            else:
+                if error > history[-1] * (1 + 1e-6):
+                    status, message = "converged", f"no sweep lowers the error at this precision (sweep {it})"
+                    break
+            ridge = max(base_ridge, ridge / 2)
             if not math.isfinite(error):
                 status, message = "diverged", f"NaN/Inf at sweep {it}; returned the best iterate"
                 break

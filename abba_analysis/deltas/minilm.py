@@ -42,12 +42,18 @@ def finetune_minilm(
     """Fine-tune MiniLM with Adam on the synthetic rotation task; save it as ``model.safetensors``.
 
     The file is written to a temporary name and renamed, so an interrupted run leaves no
-    half-written checkpoint. Returns the path of the saved file.
+    half-written checkpoint; the same seed gives the same checkpoint. Returns the path of the file.
     """
-    from safetensors.torch import save_file
-
     out = Path(out_dir) / "model.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # dropout draws from the global generator: seed it, then restore it
+        return _finetune(out, steps=steps, lr=lr, batch=batch, seq_len=seq_len, seed=seed)
+
+
+def _finetune(out: Path, *, steps: int, lr: float, batch: int, seq_len: int, seed: int) -> Path:
+    from safetensors.torch import save_file
+
     gen = torch.Generator().manual_seed(seed)
     model = load_minilm()
     vocab, hidden = model.config.vocab_size, model.config.hidden_size

@@ -264,7 +264,9 @@ def parse(raw: dict[str, Any]) -> Config:
 
 def load(path_or_text: str | Path) -> Config:
     """Read and validate a TOML configuration from a file path or a TOML string."""
-    path = Path(path_or_text) if not str(path_or_text).lstrip().startswith(("[", "#")) else None
+    # A string with a newline (or starting like TOML) is the configuration itself, anything else a path.
+    text_given = isinstance(path_or_text, str) and ("\n" in path_or_text or path_or_text.lstrip().startswith(("[", "#")))
+    path = None if text_given else Path(path_or_text)
     try:
         text = path.read_text() if path is not None else str(path_or_text)
         raw = tomllib.loads(text)

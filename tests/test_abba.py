@@ -105,3 +105,14 @@ def test_adam_state_matches_torch_optim_adam():
         reference.step()
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_lowrank_gram_route_equals_the_dense_route():
+    from abba_analysis.solvers.als import dense_weight_gram, lowrank_weight_gram
+
+    gen = torch.Generator().manual_seed(0)
+    left, right = torch.randn(30, 4, generator=gen, dtype=torch.float64), torch.randn(4, 20, generator=gen, dtype=torch.float64)
+    basis = torch.randn(5, 20, generator=gen, dtype=torch.float64)
+    weight = left @ right
+    torch.testing.assert_close(lowrank_weight_gram(left, right, basis), dense_weight_gram(weight * weight, basis),
+                               rtol=1e-12, atol=1e-12)

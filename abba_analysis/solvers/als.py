@@ -81,13 +81,14 @@ def _outer_rows(x: torch.Tensor) -> torch.Tensor:
     return (x[:, :, None] * x[:, None, :]).reshape(x.shape[0], -1)
 
 
-def dense_weight_gram(weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """``G[i] = basis diag(weight[i]^2) basis^T`` for every row i: one GEMM, ``O(p n r^2)``.
+def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``G[i] = basis diag(squared_weight[i]) basis^T`` for every row i: one GEMM, ``O(p n r^2)``.
 
-    ``weight: (p, n)``, ``basis: (r, n)`` -> ``(p, r, r)``.
+    ``squared_weight: (p, n)`` (the weight squared element-wise, computed once by the caller and
+    shared by the row and column updates), ``basis: (r, n)`` -> ``(p, r, r)``.
     """
     r = basis.shape[0]
-    return ((weight * weight) @ _outer_rows(basis.T)).reshape(-1, r, r)
+    return (squared_weight @ _outer_rows(basis.T)).reshape(-1, r, r)
 
 
 def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
@@ -103,17 +104,11 @@ def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Te
     return (_outer_rows(left) @ kernel).reshape(-1, r, r)
 
 
-def weight_gram(left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
-    """Gram matrices for ``weight = left @ right``, by whichever of the two routes costs fewer flops.
-
-    Dense: ``p n r^2``. Low-rank: ``(p + n) q^2 r^2``. The low-rank route wins when the other pair's
-    rank q is below about ``sqrt(min(p, n))``.
-    """
-    p, q = left.shape
-    n = right.shape[1]
-    if (p + n) * q * q < p * n:
-        return lowrank_weight_gram(left, right, basis)
-    return dense_weight_gram(weight, basis)
+def lowrank_route_is_cheaper(p: int, q: int, n: int) -> bool:
+    """Whether :func:`lowrank_weight_gram` (``(p + n) q^2 r^2``) beats the dense route (``p n r^2``)
+    for a ``p x n`` weight of rank q: when q is below about ``sqrt(min(p, n))``. Symmetric in p and n,
+    so one answer serves the row and the column updates."""
+    return (p + n) * q * q < p * n
 
 
 def proximal_solve(gram: torch.Tensor, rhs: torch.Tensor, old: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -195,22 +190,29 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
     solve; starting with its A would find a zero design and keep A at zero. In-place products keep
     the working set at three m x n tensors besides the target.
     """
+    m, n = target.shape
     for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
         bo, ao = f[b_other], f[a_other]
         weight = bo @ ao
         weighted = torch.mul(target, weight)
-        f[b] = solve_rows(weighted, f[a], weight_gram(bo, ao, weight, f[a]), f[b], ridge)
-        f[a] = solve_cols(weighted, f[b], weight_gram(ao.T, bo.T, weight.T, f[b].T), f[a], ridge)
+        if lowrank_route_is_cheaper(m, bo.shape[1], n):
+            f[b] = solve_rows(weighted, f[a], lowrank_weight_gram(bo, ao, f[a]), f[b], ridge)
+            f[a] = solve_cols(weighted, f[b], lowrank_weight_gram(ao.T, bo.T, f[b].T), f[a], ridge)
+        else:
+            squared = weight * weight
+            f[b] = solve_rows(weighted, f[a], dense_weight_gram(squared, f[a]), f[b], ridge)
+            f[a] = solve_cols(weighted, f[b], dense_weight_gram(squared.T, f[b].T), f[a], ridge)
+            del squared
         del weighted
     residual = f["B1"] @ f["A1"]
     return residual.mul_(weight).sub_(target)
 
 
-def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
-    weighted = target * base
-    f["B"] = solve_rows(weighted, f["A"], dense_weight_gram(base, f["A"]), f["B"], ridge)
-    f["A"] = solve_cols(weighted, f["B"], dense_weight_gram(base.T, f["B"].T), f["A"], ridge)
-    del weighted
+def _hira_sweep(target: torch.Tensor, base: torch.Tensor, weighted: torch.Tensor, squared_base: torch.Tensor,
+                f: Factors, ridge: float) -> torch.Tensor:
+    """Update B, then A; ``weighted = target ⊙ W0`` and ``squared_base = W0 ⊙ W0`` are fixed for the fit."""
+    f["B"] = solve_rows(weighted, f["A"], dense_weight_gram(squared_base, f["A"]), f["B"], ridge)
+    f["A"] = solve_cols(weighted, f["B"], dense_weight_gram(squared_base.T, f["B"].T), f["A"], ridge)
     return (f["B"] @ f["A"]).mul_(base).sub_(target)
 
 
@@ -236,17 +238,22 @@ class ALS:
         ridge = options.ridge if options.ridge is not None else (1e-10 if target.dtype == torch.float64 else 1e-6)
         target_norm = float(torch.linalg.matrix_norm(target))
         abba = problem.method.name == "abba"
-
         base_ridge = ridge
+        if not abba:  # HiRA's weight W0 is fixed: its products with the target and itself are too
+            hira_weighted, hira_squared = target * problem.base, problem.base * problem.base
 
         def sweep(f: Factors) -> float:
             if abba:
                 residual = _abba_sweep(target, f, ridge)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
-                residual = _hira_sweep(target, problem.base, f, ridge)
+                residual = _hira_sweep(target, problem.base, hira_weighted, hira_squared, f, ridge)
                 _balance(f["B"], f["A"])
             return float(torch.linalg.matrix_norm(residual)) / target_norm
+
+        def plain_sweep() -> tuple[Factors, float]:
+            candidate = {k: v.clone() for k, v in x.items()}
+            return candidate, sweep(candidate)
 
         x = {k: v.detach().clone() for k, v in factors.items()}
         history = [problem.relative_error(x)]
@@ -258,19 +265,16 @@ class ALS:
             if options.extrapolate and y is not x and not error < history[-1]:
                 # The extrapolated sweep lost ground: discard it, damp β, redo a plain sweep.
                 beta_cap, beta = beta, beta / options.shrink
-                candidate = {k: v.clone() for k, v in x.items()}
-                error = sweep(candidate)
-            for _ in range(3):
-                if not error > history[-1] * (1 + 1e-6):
-                    break
+                candidate, error = plain_sweep()
+            retries = 0
+            while error > history[-1] * (1 + 1e-6) and retries < 3:
                 # A plain sweep can only rise by rounding: discard it and retry with a stronger ridge.
                 ridge *= 10
-                candidate = {k: v.clone() for k, v in x.items()}
-                error = sweep(candidate)
-            else:
-                if error > history[-1] * (1 + 1e-6):
-                    status, message = "converged", f"no sweep lowers the error at this precision (sweep {it})"
-                    break
+                candidate, error = plain_sweep()
+                retries += 1
+            if error > history[-1] * (1 + 1e-6):
+                status, message = "converged", f"no sweep lowers the error at this precision (sweep {it})"
+                break
             ridge = max(base_ridge, ridge / 2)
             if not math.isfinite(error):
                 status, message = "diverged", f"NaN/Inf at sweep {it}; returned the best iterate"

@@ -106,8 +106,13 @@ class Checkpoint:
     _torch_files: dict[Path, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def open(cls, source: str | os.PathLike) -> "Checkpoint":
-        """Open a file, a model directory or a hub id; check every file it needs exists and parses."""
+    def open(cls, source: "str | os.PathLike | Checkpoint") -> "Checkpoint":
+        """Open a file, a model directory or a hub id; check every file it needs exists and parses.
+
+        An already open :class:`Checkpoint` is returned as it is.
+        """
+        if isinstance(source, Checkpoint):
+            return source
         path = Path(source)
         if not path.exists():
             if isinstance(source, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not source.startswith("."):

@@ -153,9 +153,9 @@ def from_checkpoints(
 
     Parameters
     ----------
-    base, finetuned : path or hub id
+    base, finetuned : path, hub id or Checkpoint
         A ``.safetensors`` / ``.bin`` file, a model directory (single file or sharded with an index),
-        or a hub id (needs ``huggingface_hub``).
+        a hub id (needs ``huggingface_hub``), or an open :class:`Checkpoint`.
     include, exclude : str, optional
         Regular expressions (``re.search``) on base tensor names.
     dtype : torch.dtype

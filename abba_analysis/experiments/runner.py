@@ -41,16 +41,18 @@ def _target_refs(config: Config) -> Iterator[tuple[TargetRef, bool]]:
     """Every target of the config, with whether it carries a fine-tuning delta."""
     for spec in config.targets:
         if spec.kind == "checkpoint":
-            from ..deltas import CheckpointError
+            from ..deltas import CheckpointError, from_checkpoints
             from .units import _checkpoint
 
             try:
                 checkpoint = _checkpoint(spec.base)
-                if spec.finetuned is not None:
-                    _checkpoint(spec.finetuned)
-            except (CheckpointError, ImportError) as error:
+                if spec.finetuned is None:
+                    names = checkpoint.matrices(spec.include, spec.exclude)
+                else:  # only tensors present, and of one shape, on both sides
+                    names = from_checkpoints(checkpoint, _checkpoint(spec.finetuned), spec.include,
+                                             exclude=spec.exclude).names
+            except (CheckpointError, ImportError, ValueError) as error:
                 raise ConfigError(f"target checkpoint: {error}") from None
-            names = checkpoint.matrices(spec.include, spec.exclude)
             if not names:
                 raise ConfigError(f"target checkpoint {spec.base!r}: no 2-D tensor matches include={spec.include!r}")
             for name in names:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -80,11 +81,6 @@ def ranks_for(method: str, budget: int) -> tuple[int, ...]:
     return abba_ranks_for_lora(budget) if method == "abba" else (budget,)
 
 
-def budget_for(method: str, ranks: tuple[int, ...]) -> int:
-    """LoRA-equivalent budget of explicit ranks."""
-    return sum(ranks)
-
-
 @lru_cache(maxsize=8)
 def _random_target(kind: str, shape: tuple[int, int], seed: int, options: tuple, dtype: str) -> np.ndarray:
     return targets.make(kind, *shape, seed=seed, dtype=dtype, **dict(options))
@@ -105,32 +101,38 @@ def _checkpoint(path: str):
     return Checkpoint.open(_resolve_checkpoint(path))
 
 
+@lru_cache(maxsize=4)
+def _pair(base: str, finetuned: str, tensor: str):
+    """The checkpoint pair restricted to one tensor: name matching and shape/dtype checks of
+    :func:`~abba_analysis.deltas.from_checkpoints`, reading headers only."""
+    from ..deltas import from_checkpoints
+
+    return from_checkpoints(_checkpoint(base), _checkpoint(finetuned), include=f"^{re.escape(tensor)}$")
+
+
+@lru_cache(maxsize=4)
 def load_target(ref: TargetRef, dtype: str) -> tuple[np.ndarray | torch.Tensor, Any]:
-    """The target matrix and the base weight W0 HiRA uses, for ``ref``.
+    """The target matrix and the base weight W0 HiRA uses, for ``ref`` (cached: units come target by target).
 
     Random targets get a seeded random W0 of kind ``ref.hira_base``; a checkpoint pair gives
     ``(ΔW, W0)``; a single checkpoint gives ``(W, W)`` (HiRA on its own weight is trivial and is
-    not a meaningful fit there).
+    not a meaningful fit there). Fits never modify their inputs, so the cached arrays are shared.
     """
-    torch_dtype = getattr(torch, dtype)
     if ref.kind != "checkpoint":
         target = _random_target(ref.kind, ref.shape, ref.seed, ref.options, dtype)
         base = _random_target(ref.hira_base, ref.shape, ref.seed + HIRA_BASE_SEED_OFFSET, (), dtype)
         return target, base
-    base_ckpt = _checkpoint(ref.checkpoint)
-    w0 = base_ckpt.load(ref.tensor).to(torch_dtype)
     if ref.finetuned is None:
+        w0 = _checkpoint(ref.checkpoint).load(ref.tensor).to(getattr(torch, dtype))
         return w0, w0
-    tuned = _checkpoint(ref.finetuned)
-    from ..deltas import match_names
-
-    mapping = match_names([ref.tensor], tuned.names())
-    return tuned.load(mapping[ref.tensor]).to(torch_dtype) - w0, w0
+    layer = _pair(ref.checkpoint, ref.finetuned, ref.tensor).load(ref.tensor)
+    return layer.delta.to(getattr(torch, dtype)), layer.base.to(getattr(torch, dtype))
 
 
-@lru_cache(maxsize=8)
-def _spectrum_cached(kind: str, shape, seed, options, dtype) -> np.ndarray:
-    return metrics.singular_values(_random_target(kind, shape, seed, options, dtype))
+@lru_cache(maxsize=4)
+def target_spectrum(ref: TargetRef, dtype: str) -> np.ndarray:
+    """Singular values of the target of ``ref`` (cached alongside :func:`load_target`)."""
+    return metrics.singular_values(load_target(ref, dtype)[0])
 
 
 def versions() -> dict[str, str]:
@@ -142,8 +144,7 @@ def run_unit(unit: WorkUnit) -> dict[str, Any]:
     """Run one fit; return ``{"row": ..., "spectra": [...], "history": [...]}`` (plain data)."""
     target, base = load_target(unit.target, unit.dtype)
     ref = unit.target
-    spectrum = (_spectrum_cached(ref.kind, ref.shape, ref.seed, ref.options, unit.dtype) if ref.kind != "checkpoint"
-                else metrics.singular_values(target))
+    spectrum = target_spectrum(ref, unit.dtype)
     param = get_method(unit.method)
     m, n = ref.shape
     stamps: list[float] = []

@@ -58,7 +58,8 @@ class FitResult:
     num_params : int
         Trainable parameters.
     rank_bound : int
-        Largest rank the method can reach at these ranks.
+        Largest rank the method can reach at these ranks (computed on access: for HiRA it needs
+        ``rank(W0)``, a full SVD that a fit itself does not need).
     bracket : Bracket or None
         For ABBA: the lower (truncated SVD at rank ``r1 r2``) and upper (LoRA at ``max(r1, r2)``)
         bounds of the best achievable error.
@@ -79,11 +80,19 @@ class FitResult:
     seconds: float
     starts: int
     num_params: int
-    rank_bound: int
     bracket: Bracket | None
     device: str
     dtype: str
     base: ArrayLike | None = field(default=None, repr=False)
+
+    @property
+    def rank_bound(self) -> int:
+        """Largest rank the method can reach at these ranks (HiRA: from ``rank(W0)``)."""
+        param = get_method(self.method)
+        m = np.shape(self.factors[param.factor_names[0]])[0]
+        n = np.shape(self.factors[param.factor_names[1]])[1]
+        base = None if self.base is None else as_matrix(self.base, "base")
+        return param.rank_bound((m, n), self.ranks, base)
 
     @property
     def bracket_position(self) -> float | None:
@@ -245,7 +254,6 @@ def fit(
         seconds=time.perf_counter() - start,
         starts=starts,
         num_params=param.num_params(shape, ranks),
-        rank_bound=param.rank_bound(shape, ranks, w0),
         bracket=fit_bracket,
         device=str(t.device),
         dtype=str(t.dtype).replace("torch.", ""),

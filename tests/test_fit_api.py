@@ -142,3 +142,11 @@ def test_budget_helpers():
     assert aa.budget.num_params("abba", (10, 20), (3, 4)) == aa.budget.num_params("lora", (10, 20), 7) == 210
     with pytest.raises(ValueError, match="at least 2"):
         aa.budget.abba_ranks_for_lora(1)
+
+
+def test_rank_bound_of_each_method():
+    T = aa.targets.gaussian(30, 20, seed=0)
+    W0 = aa.targets.low_rank(30, 20, rank=3, seed=1)
+    assert aa.fit(T, "lora", rank=4).rank_bound == 4
+    assert aa.fit(T, "abba", rank=(3, 4), seed=0).rank_bound == 12
+    assert aa.fit(T, "hira", rank=4, base=W0, seed=0, max_iter=5).rank_bound == 12  # rank(W0) r

@@ -63,33 +63,18 @@ def _inspect_command(args: argparse.Namespace) -> int:
 
 def _sweep_command(args: argparse.Namespace) -> int:
     """Fit LoRA / HiRA / ABBA to every selected layer of a checkpoint pair; one tidy row per fit."""
-    import json
+    from .experiments import parse, run
 
-    from .experiments import load, run
-
-    methods = "\n".join(
-        f"""
-[[methods]]
-method = "{m}"
-budgets = {json.dumps(args.budgets)}
-""" + (f"options = {{ rtol = {args.rtol}, max_iter = {args.max_iter} }}\n" if m != "lora" else "")
-        for m in args.methods)
-    target = f"""
-[[targets]]
-kind = "checkpoint"
-base = {json.dumps(args.base)}
-""" + (f"finetuned = {json.dumps(args.finetuned)}\n" if args.finetuned else "") + (
-        f"include = {json.dumps(args.include)}\n" if args.include else "") + (
-        f"exclude = {json.dumps(args.exclude)}\n" if args.exclude else "")
-    config = load(f"""
-[experiment]
-name = "{args.name}"
-seeds = {json.dumps(args.seeds)}
-dtype = "{args.dtype}"
-device = "{args.device}"
-{target}
-{methods}
-""")
+    target = {"kind": "checkpoint", "base": args.base}
+    target.update({k: v for k, v in (("finetuned", args.finetuned), ("include", args.include),
+                                     ("exclude", args.exclude)) if v})
+    iterative = {"rtol": args.rtol, "max_iter": args.max_iter}
+    config = parse({
+        "experiment": {"name": args.name, "seeds": args.seeds, "dtype": args.dtype, "device": args.device},
+        "targets": [target],
+        "methods": [{"method": m, "budgets": args.budgets, **({"options": iterative} if m != "lora" else {})}
+                    for m in args.methods],
+    })
     executor = None
     if args.scheduler and args.workers:
         raise ValueError("give --scheduler or --workers, not both")

@@ -81,33 +81,15 @@ def real_weight_source(work_dir: Path, quick: bool) -> tuple[str, str, str, str]
 
 
 def real_weight_config(base: str, finetuned: str, include: str, quick: bool) -> experiments.Config:
-    budgets = "[8]" if quick else "[8, 32]"
-    return experiments.load(f"""
-[experiment]
-name = "{'real-quick' if quick else 'real'}"
-seeds = [0]
-dtype = "float32"
-
-[[targets]]
-kind = "checkpoint"
-base = '{base}'
-finetuned = '{finetuned}'
-include = '{include}'
-
-[[methods]]
-method = "lora"
-budgets = {budgets}
-
-[[methods]]
-method = "abba"
-budgets = {budgets}
-options = {{ rtol = 1e-5, max_iter = 300 }}
-
-[[methods]]
-method = "hira"
-budgets = {budgets}
-options = {{ rtol = 1e-5, max_iter = 300 }}
-""")
+    budgets = [8] if quick else [8, 32]
+    iterative = {"rtol": 1e-5, "max_iter": 300}
+    return experiments.parse({
+        "experiment": {"name": "real-quick" if quick else "real", "seeds": [0], "dtype": "float32"},
+        "targets": [{"kind": "checkpoint", "base": base, "finetuned": finetuned, "include": include}],
+        "methods": [{"method": "lora", "budgets": budgets},
+                    {"method": "abba", "budgets": budgets, "options": iterative},
+                    {"method": "hira", "budgets": budgets, "options": iterative}],
+    })
 
 
 def _fig2_summary(results: pd.DataFrame) -> pd.DataFrame:
@@ -219,8 +201,7 @@ def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool) -> lis
     if real is not None:
         quality_targets["MiniLM q delta"] = real
     thresholds = {k: metrics.truncated_svd_error(t, sum(ranks)) for k, (t, _) in quality_targets.items()}
-    schemes = [s for s in inits.names("abba")]
-    quality = init_study.fit_quality(quality_targets, ranks, schemes, seeds=(0, 1) if quick else (0, 1, 2),
+    quality = init_study.fit_quality(quality_targets, ranks, inits.names("abba"), seeds=(0, 1) if quick else (0, 1, 2),
                                      checkpoints=(50, 200), threshold=thresholds, steps=100 if quick else 500)
     quality.to_csv(out_dir / "inits_quality.csv", index=False)
     _save(plotting.init_quality(quality, value="final_error"), out_dir, "inits_quality")

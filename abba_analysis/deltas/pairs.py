@@ -179,10 +179,8 @@ def from_checkpoints(
     a, b = Checkpoint.open(base), Checkpoint.open(finetuned)
     mapping = match_names(a.names(), b.names())
     chosen = a.matrices(include, exclude)
-    reverse = set(mapping.values())
-    selected_tuned = [n for n in b.matrices() if n not in reverse]
-    # A fine-tuned-only name is reported if, mapped back, it would pass the filters.
-    only_tuned = [n for n in selected_tuned if selected(n, include, exclude)]
+    matched = set(mapping.values())
+    only_tuned = [n for n in b.matrices(include, exclude) if n not in matched]
     pairs = DeltaPairs(
         base=a, finetuned=b,
         names=[n for n in chosen if n in mapping],

@@ -208,11 +208,13 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
     return residual.mul_(weight).sub_(target)
 
 
-def _hira_sweep(target: torch.Tensor, base: torch.Tensor, weighted: torch.Tensor, squared_base: torch.Tensor,
-                f: Factors, ridge: float) -> torch.Tensor:
-    """Update B, then A; ``weighted = target ⊙ W0`` and ``squared_base = W0 ⊙ W0`` are fixed for the fit."""
-    f["B"] = solve_rows(weighted, f["A"], dense_weight_gram(squared_base, f["A"]), f["B"], ridge)
-    f["A"] = solve_cols(weighted, f["B"], dense_weight_gram(squared_base.T, f["B"].T), f["A"], ridge)
+def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: float) -> torch.Tensor:
+    """Update B, then A. The products with W0 are rebuilt each sweep rather than kept for the fit:
+    they are cheap next to the Gram GEMMs, and keeping them would add two m x n tensors to the peak."""
+    weighted, squared = target * base, base * base
+    f["B"] = solve_rows(weighted, f["A"], dense_weight_gram(squared, f["A"]), f["B"], ridge)
+    f["A"] = solve_cols(weighted, f["B"], dense_weight_gram(squared.T, f["B"].T), f["A"], ridge)
+    del weighted, squared
     return (f["B"] @ f["A"]).mul_(base).sub_(target)
 
 
@@ -239,15 +241,13 @@ class ALS:
         target_norm = float(torch.linalg.matrix_norm(target))
         abba = problem.method.name == "abba"
         base_ridge = ridge
-        if not abba:  # HiRA's weight W0 is fixed: its products with the target and itself are too
-            hira_weighted, hira_squared = target * problem.base, problem.base * problem.base
 
         def sweep(f: Factors) -> float:
             if abba:
                 residual = _abba_sweep(target, f, ridge)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
-                residual = _hira_sweep(target, problem.base, hira_weighted, hira_squared, f, ridge)
+                residual = _hira_sweep(target, problem.base, f, ridge)
                 _balance(f["B"], f["A"])
             return float(torch.linalg.matrix_norm(residual)) / target_norm
 

@@ -48,8 +48,10 @@ def as_matrix(
     *,
     dtype: str | torch.dtype | None = None,
     device: str | torch.device | None = None,
+    allow_stack: bool = False,
 ) -> torch.Tensor:
-    """Validate a 2-D real finite matrix and return it as a torch tensor.
+    """Validate a 2-D real finite matrix (or, with ``allow_stack``, a 3-D stack of them) and return it
+    as a torch tensor.
 
     Integer and boolean inputs become float64, float16/bfloat16 become float32, and float32/64 are
     kept unless ``dtype`` says otherwise. The result lives on ``device`` (default: where ``x`` is).
@@ -59,7 +61,7 @@ def as_matrix(
     TypeError
         If ``x`` is not a numpy array or torch tensor, or is complex.
     ValueError
-        If ``x`` is not 2-D, is empty, or holds NaN or Inf.
+        If ``x`` is not 2-D (or 3-D, with ``allow_stack``), is empty, or holds NaN or Inf.
     """
     if isinstance(x, np.ndarray):
         if np.iscomplexobj(x):
@@ -77,8 +79,9 @@ def as_matrix(
             t = t.to(torch.float64)
     else:
         raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
-    if t.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (out x in), got shape {tuple(t.shape)}")
+    if t.ndim != 2 and not (allow_stack and t.ndim == 3):
+        expected = "2-D (out x in) or a 3-D stack (K x out x in)" if allow_stack else "2-D (out x in)"
+        raise ValueError(f"{name} must be {expected}, got shape {tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(t.shape)}")
     t = t.to(device=device if device is not None else t.device, dtype=resolve_dtype(dtype, t.dtype))

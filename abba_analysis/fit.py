@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from .inits import EXACT_SVD_MAX
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix, like_input
 from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
-from .solvers import Callback, Problem, get_solver, make_options
+from .solvers import Callback, Problem, SolveOutput, get_solver, make_options
 
 # Default starting point per (method, solver); closed-form solvers take none.
 DEFAULT_INIT = {
@@ -116,10 +116,23 @@ class FitResult:
                 f"status={self.status!r}, seconds={self.seconds:.3g}{pos})")
 
 
-def _scale_back(factors: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
-    """Multiply every factor by ``scale ** (1/k)`` so that the k-linear product scales by ``scale``."""
+def _scale_back(factors: dict[str, torch.Tensor], scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Multiply every factor by ``scale ** (1/k)`` so that the k-linear product scales by ``scale``
+    (one scale per target: ``(K, 1, 1)``)."""
     per_factor = scale ** (1.0 / len(factors))
     return {k: v * per_factor for k, v in factors.items()}
+
+
+def _target_generators(seed: SeedLike | Sequence[SeedLike], count: int, stacked: bool) -> list[np.random.Generator]:
+    """One generator per target: a stack draws independent children from ``seed``, or takes one
+    seed per target, so that ``fit(stack, seed=seeds)[k]`` is ``fit(stack[k], seed=seeds[k])``."""
+    if isinstance(seed, (list, tuple)):
+        if not stacked or len(seed) != count:
+            raise ValueError(f"a sequence of seeds needs a stack of as many targets; got {len(seed)} seeds "
+                             f"for {count if stacked else 'a single'} target{'s' if stacked else ''}")
+        return [as_generator(s) for s in seed]
+    rng = as_generator(seed)
+    return rng.spawn(count) if stacked else [rng]
 
 
 def fit(
@@ -130,7 +143,7 @@ def fit(
     base: ArrayLike | None = None,
     solver: str = "auto",
     init: str | None = None,
-    seed: SeedLike = None,
+    seed: SeedLike | Sequence[SeedLike] = None,
     restarts: int = 0,
     restart_init: str = "random",
     device: str | torch.device | None = None,
@@ -138,28 +151,34 @@ def fit(
     bracket: bool = True,
     callback: Callback | None = None,
     **solver_options: Any,
-) -> FitResult:
-    """Fit LoRA, HiRA or ABBA to a target matrix.
+) -> FitResult | list[FitResult]:
+    """Fit LoRA, HiRA or ABBA to a target matrix, or to each matrix of a stack in one batched call.
 
     Parameters
     ----------
-    target : (m, n) numpy array or torch tensor
-        The matrix to represent (out x in, as ``torch.nn.Linear.weight``).
+    target : (m, n) or (K, m, n) numpy array or torch tensor
+        The matrix to represent (out x in, as ``torch.nn.Linear.weight``), or a stack of K matrices
+        of one shape (layers, seeds): they are fitted together, as batched products, each with its
+        own factors, error, stopping rule and result.
     method : {"lora", "hira", "abba"}
         The parameterization.
     rank : int or (int, int)
         ``r`` for LoRA and HiRA, ``(r1, r2)`` for ABBA (see :func:`budget.abba_ranks_for_lora`).
-    base : (m, n) array, optional
-        The frozen pretrained weight ``W0``. Required by HiRA (it is part of the model); for ABBA and
-        LoRA it only feeds init schemes that use it.
+    base : (m, n) or (K, m, n) array, optional
+        The frozen pretrained weight ``W0`` (one per target of a stack, or one shared by all).
+        Required by HiRA (it is part of the model); for ABBA and LoRA it only feeds init schemes
+        that use it.
     solver : str
         ``"auto"`` (LoRA: ``"svd"``; HiRA and ABBA: ``"als"``), ``"svd"``, ``"rsvd"``,
         ``"divide-svd"`` (HiRA), ``"adam"`` or ``"als"``.
     init : str, optional
         An init scheme of :mod:`abba_analysis.inits` (default: ``"svd-ones"`` for ABBA with
         ``"als"``, ``"abba-paper"`` for ABBA with ``"adam"``, ``"lora-style"`` for LoRA and HiRA).
-    seed : None, int or numpy Generator
-        Source of every random number; the same seed gives identical factors.
+    seed : None, int, numpy Generator, or a sequence of them (stacks)
+        Source of every random number; the same seed gives identical factors. A stack draws one
+        independent generator per target from ``seed``, or takes a sequence of K seeds, in which
+        case target k is fitted as ``fit(target[k], seed=seed[k])`` would fit it (up to the
+        rounding of batched products).
     restarts : int
         Extra starts of an iterative solver, each from ``restart_init`` with fresh random draws; the
         fit with the lowest error is returned. The first start always uses ``init``, so guarantees
@@ -173,13 +192,14 @@ def fit(
         For ABBA, compute the error bracket (needs the target's singular values; estimated by a
         randomized SVD when ``min(m, n) > 2048``).
     callback : callable, optional
-        ``callback(iteration, error, factors)`` after each iteration; returning True stops.
+        ``callback(iteration, error, factors)`` after each iteration; returning True stops. For a
+        stack it receives the errors (numpy array) and batched factors of the targets still running.
     **solver_options
         Passed to the solver's options (e.g. ``steps``, ``lr`` for Adam; ``max_iter``, ``tol`` for ALS).
 
     Returns
     -------
-    FitResult
+    FitResult, or a list of K FitResults for a stack (each with ``seconds`` = the call's wall time / K)
 
     Examples
     --------
@@ -192,23 +212,30 @@ def fit(
     param = get_method(method)
     chosen = get_solver(solver, method)
     options = make_options(chosen, solver_options)
-    t = as_matrix(target, "target", dtype=dtype, device=device)
-    shape = tuple(t.shape)
+    t = as_matrix(target, "target", dtype=dtype, device=device, allow_stack=True)
+    stacked = t.ndim == 3
+    targets = t if stacked else t[None]
+    count, shape = targets.shape[0], tuple(targets.shape[1:])
     ranks = param.check_ranks(rank, shape)
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
         raise ValueError(f"restarts must be an int >= 0, got {restarts!r}")
     w0 = None
     if base is not None:
-        w0 = as_matrix(base, "base", dtype=t.dtype, device=t.device)
-        if tuple(w0.shape) != shape:
-            raise ValueError(f"base must have the target's shape {shape}, got {tuple(w0.shape)}")
+        w0 = as_matrix(base, "base", dtype=t.dtype, device=t.device, allow_stack=stacked)
+        w0 = w0 if w0.ndim == 3 else w0[None]
+        if tuple(w0.shape[1:]) != shape or w0.shape[0] not in (1, count):
+            expected = f"{shape}" + (f" or {(count, *shape)}" if stacked else "")
+            raise ValueError(f"base must have the target's shape {expected}, got {tuple(base.shape)}")
     elif param.needs_base:
         raise ValueError(f"method {method!r} needs base=W0, the frozen weight the update multiplies")
-    if float(t.abs().max()) == 0.0:
-        raise ValueError("target is all zeros: the relative error is undefined")
+    zero = (targets.abs().amax(dim=(-2, -1)) == 0).nonzero()[:, 0].tolist()
+    if zero:
+        which = f"target[{zero[0]}]" if stacked else "target"
+        raise ValueError(f"{which} is all zeros: the relative error is undefined")
+    generators = _target_generators(seed, count, stacked)
 
-    rms = float(torch.linalg.matrix_norm(t)) / float(np.sqrt(t.numel()))
-    problem = Problem(param, t / rms if chosen.iterative else t, ranks, w0)
+    rms = torch.linalg.matrix_norm(targets)[:, None, None] / float(np.sqrt(shape[0] * shape[1]))
+    problem = Problem(param, targets / rms if chosen.iterative else targets, ranks, w0)
     init_name = None
     if chosen.iterative:
         init_name = init if init is not None else DEFAULT_INIT[(method, chosen.name)]
@@ -219,43 +246,72 @@ def fit(
         raise ValueError(f"solver {chosen.name!r} is closed-form and takes no init, got init={init!r}")
 
     # Beyond EXACT_SVD_MAX the bracket is estimated from a randomized top-k SVD (memory and time).
-    fit_bracket = (abba_bracket(t, *ranks, randomized=min(shape) > EXACT_SVD_MAX)
-                   if bracket and method == "abba" else None)
+    brackets = ([abba_bracket(tk, *ranks, randomized=min(shape) > EXACT_SVD_MAX) for tk in targets]
+                if bracket and method == "abba" else [None] * count)
     # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
-    floor = fit_bracket.lower + 1e-10 if fit_bracket is not None else -1.0
-    rng = as_generator(seed)
-    best, starts = None, 0
-    for attempt, child in enumerate(rng.spawn(restarts + 1) if chosen.iterative else [rng]):
+    floors = [b.lower + 1e-10 if b is not None else -1.0 for b in brackets]
+    # Closed forms take the target's generator itself; iterative starts each a child of it.
+    start_rngs = [g.spawn(restarts + 1) if chosen.iterative else [g] for g in generators]
+    best: list[SolveOutput | None] = [None] * count
+    starts = [0] * count
+    pending = list(range(count))
+    for attempt in range(len(start_rngs[0])):
+        part = problem.subset(torch.tensor(pending))
         factors0 = None
         if chosen.iterative:
             scheme = init_name if attempt == 0 else restart_init
-            factors0 = inits.initialize(scheme, method, shape, ranks, target=problem.target, base=w0,
-                                        seed=child, dtype=t.dtype, device=t.device)
-        out = chosen.solve(problem, factors0, options, callback, child)
-        starts += 1
-        if best is None or min(out.history) < min(best.history):
-            best = out
-        if min(best.history) <= floor:
+            shared = part.base is not None and part.base.shape[0] == 1
+            per_target = [inits.initialize(scheme, method, shape, ranks, target=part.target[i],
+                                           base=None if part.base is None else part.base[0 if shared else i],
+                                           seed=start_rngs[k][attempt], dtype=t.dtype, device=t.device)
+                          for i, k in enumerate(pending)]
+            factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
+        outs = chosen.solve(part, factors0, options, _batch_callback(callback, stacked),
+                            [start_rngs[k][attempt] for k in pending])
+        for k, out in zip(pending, outs):
+            starts[k] += 1
+            if best[k] is None or min(out.history) < min(best[k].history):
+                best[k] = out
+        pending = [k for k in pending if min(best[k].history) > floors[k]]
+        if not pending:
             break
-    factors = _scale_back(best.factors, rms) if chosen.iterative else best.factors
-    error = problem.relative_error(best.factors)
+    stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
+    errors = problem.relative_errors(stacked_best).tolist()
+    if chosen.iterative:
+        stacked_best = _scale_back(stacked_best, rms)
+    seconds = (time.perf_counter() - start) / count
 
-    return FitResult(
-        method=method,
-        ranks=ranks,
-        factors={k: like_input(v, target) for k, v in factors.items()},
-        error=error,
-        history=np.asarray(best.history, dtype=np.float64),
-        solver=chosen.name,
-        init=init_name,
-        iterations=best.iterations,
-        status=best.status,
-        message=best.message,
-        seconds=time.perf_counter() - start,
-        starts=starts,
-        num_params=param.num_params(shape, ranks),
-        bracket=fit_bracket,
-        device=str(t.device),
-        dtype=str(t.dtype).replace("torch.", ""),
-        base=base,
-    )
+    results = [
+        FitResult(
+            method=method,
+            ranks=ranks,
+            factors={name: like_input(v[k], target) for name, v in stacked_best.items()},
+            error=errors[k],
+            history=np.asarray(out.history, dtype=np.float64),
+            solver=chosen.name,
+            init=init_name,
+            iterations=out.iterations,
+            status=out.status,
+            message=out.message,
+            seconds=seconds,
+            starts=starts[k],
+            num_params=param.num_params(shape, ranks),
+            bracket=brackets[k],
+            device=str(t.device),
+            dtype=str(t.dtype).replace("torch.", ""),
+            base=base[k] if stacked and base is not None and np.ndim(base) == 3 else base,
+        )
+        for k, out in enumerate(best)
+    ]
+    return results if stacked else results[0]
+
+
+def _batch_callback(callback: Callback | None, stacked: bool) -> Callback | None:
+    """A single fit's callback sees a float error and unbatched factors; a stack's sees the batch."""
+    if callback is None or stacked:
+        return callback
+
+    def single(iteration: int, errors: np.ndarray, factors: dict[str, torch.Tensor]) -> Any:
+        return callback(iteration, float(errors[0]), {k: v[0] for k, v in factors.items()})
+
+    return single

@@ -445,8 +445,8 @@ def svd_target(shape, ranks, *, target, base, alpha, rng, dtype, device) -> Fact
 
 
 def divide_by_base(target: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """``target ⊘ base`` with entries where ``base`` is (numerically) zero set to zero."""
-    tiny = torch.finfo(base.dtype).eps * float(base.abs().max())
+    """``target ⊘ base`` with entries where ``base`` is (numerically) zero set to zero (stacks too)."""
+    tiny = torch.finfo(base.dtype).eps * base.abs().amax(dim=(-2, -1), keepdim=True)
     safe = torch.where(base.abs() > tiny, base, torch.ones_like(base))
     return torch.where(base.abs() > tiny, target / safe, torch.zeros_like(target))
 

@@ -8,18 +8,22 @@ from ._validation import SeedLike, as_generator
 
 
 def _flip_signs(u: torch.Tensor, vh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Make the largest-magnitude entry of each left singular vector positive (as scikit-learn does)."""
-    idx = u.abs().argmax(dim=0)
-    signs = torch.sign(u[idx, torch.arange(u.shape[1], device=u.device)])
+    """Make the largest-magnitude entry of each left singular vector positive (as scikit-learn does).
+
+    Works on stacks: ``u: (..., m, k)``, ``vh: (..., k, n)``.
+    """
+    idx = u.abs().argmax(dim=-2, keepdim=True)
+    signs = torch.sign(u.gather(-2, idx))  # (..., 1, k)
     signs[signs == 0] = 1
-    return u * signs, vh * signs[:, None]
+    return u * signs, vh * signs.mT
 
 
 def truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Top-``rank`` singular triplets ``(U, S, Vh)`` of ``matrix`` by a full (exact) SVD."""
+    """Top-``rank`` singular triplets ``(U, S, Vh)`` of ``matrix`` (or of each matrix of a stack) by a
+    full (exact) SVD."""
     u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
-    u, vh = _flip_signs(u[:, :rank], vh[:rank])
-    return u, s[:rank], vh
+    u, vh = _flip_signs(u[..., :rank], vh[..., :rank, :])
+    return u, s[..., :rank], vh
 
 
 def randomized_svd(
@@ -44,6 +48,6 @@ def randomized_svd(
 
 
 def split_factors(u: torch.Tensor, s: torch.Tensor, vh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(U sqrt(S), sqrt(S) Vh)``: the balanced factor pair of a truncated SVD."""
+    """``(U sqrt(S), sqrt(S) Vh)``: the balanced factor pair of a truncated SVD (stacks too)."""
     root = s.sqrt()
-    return u * root, root[:, None] * vh
+    return u * root[..., None, :], root[..., :, None] * vh

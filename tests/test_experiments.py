@@ -73,7 +73,7 @@ def with_change(text, old, new):
     ],
 )
 def test_bad_configs_fail_before_any_fit(tmp_path, monkeypatch, change, match):
-    monkeypatch.setattr(experiments.runner, "run_unit", lambda unit: pytest.fail("a fit ran"))
+    monkeypatch.setattr(experiments.runner, "run_batch", lambda batch: pytest.fail("a fit ran"))
     with pytest.raises(ConfigError, match=match):
         cfg = experiments.load(with_change(SMALL, *change))
         experiments.run(cfg, tmp_path, progress=False)
@@ -105,7 +105,7 @@ def test_run_writes_documented_tables_and_resumes(tmp_path, monkeypatch):
     lora = table[table.method == "lora"]
     np.testing.assert_allclose(lora.error, lora.lora_error, atol=1e-6)
     # Rerun: nothing left to do.
-    monkeypatch.setattr(experiments.runner, "run_unit", lambda unit: pytest.fail("a finished fit ran again"))
+    monkeypatch.setattr(experiments.runner, "run_batch", lambda batch: pytest.fail("a finished fit ran again"))
     again = experiments.run(cfg, tmp_path, progress=False)
     pd.testing.assert_frame_equal(again.results, result.results)
 
@@ -129,17 +129,17 @@ def test_interrupted_run_keeps_finished_rows_and_reruns_the_rest(tmp_path):
         experiments.run(cfg, tmp_path, executor=StopAfter(7), progress=False)
     assert len(pd.read_csv(tmp_path / "results.csv")) == 7
     calls = []
-    original = experiments.runner.run_unit
+    original = experiments.runner.run_batch
 
-    def counting(unit):
-        calls.append(unit.key)
-        return original(unit)
+    def counting(batch):
+        calls.extend(u.key for u in batch.units)
+        return original(batch)
 
-    experiments.runner.run_unit = counting
+    experiments.runner.run_batch = counting
     try:
         result = experiments.run(cfg, tmp_path, progress=False)
     finally:
-        experiments.runner.run_unit = original
+        experiments.runner.run_batch = original
     assert len(calls) == len(experiments.expand(cfg)) - 7
     assert len(result.results) == len(experiments.expand(cfg)) and result.results["key"].is_unique
 
@@ -227,3 +227,26 @@ def test_fig2_qualitative_result_at_a_small_size(tmp_path):
                                {"density": 0.05} if row.target_kind == "sparse" else {})), row.r1) + 1e-9
         if row.target_kind != "low_rank" and row.budget >= 16:
             assert row.error < lora[(row.target, row.budget)], (row.target, row.budget)
+
+
+def test_batched_runs_give_the_unbatched_table(tmp_path):
+    cfg = experiments.load(FIG2_SMALL.replace("budgets = [8, 16, 24]", "budgets = [8]"))
+    units = experiments.expand(cfg)
+    batches = experiments.make_batches(units)
+    assert len(batches) < len(units) and max(len(b) for b in batches) == 12  # 4 kinds x 3 seeds
+    assert sorted(u.key for b in batches for u in b.units) == sorted(u.key for u in units)
+    batched = experiments.run(cfg, tmp_path / "batched", progress=False).results.set_index("key")
+    single = experiments.run(cfg, tmp_path / "single", progress=False, batch=False).results.set_index("key")
+    single = single.loc[batched.index]
+    np.testing.assert_allclose(batched.error, single.error, rtol=1e-9, atol=0)
+    assert (batched.iterations == single.iterations).all()
+
+
+def test_batches_respect_size_memory_and_parallelism():
+    units = experiments.expand(experiments.load(FIG2_SMALL))
+    assert all(len(b) == 1 for b in experiments.make_batches(units, max_size=1))
+    assert max(len(b) for b in experiments.make_batches(units, max_elements=3 * 96 * 96)) == 3
+    split = experiments.make_batches(units, parallelism=4)
+    assert max(len(b) for b in split) == 3  # 12 units per group, over 4 workers
+    history = experiments.expand(experiments.load(SMALL))  # records histories: never batched
+    assert all(len(b) == 1 for b in experiments.make_batches(history))

@@ -1,8 +1,9 @@
 """Where work units run: in this process, in local worker processes, or on a Dask cluster.
 
-Every executor has one method, ``map_unordered(function, units)``, which yields each unit's result
-once, as it finishes. Units are plain data (:class:`~abba_analysis.experiments.units.WorkUnit`) and
-workers read their own targets (a real-weight target is a checkpoint path and a tensor name), so
+Every executor has one method, ``map_unordered(function, items)``, which yields each item's result
+once, as it finishes; an item is anything with a unique ``key`` (the runner sends batches of work
+units, :class:`~abba_analysis.experiments.units.Batch`). Units are plain data and workers read their
+own targets (a real-weight target is a checkpoint path and a tensor name), so
 nothing large passes through the scheduler. The same configuration gives the same rows with every
 executor.
 """
@@ -13,13 +14,14 @@ import concurrent.futures as cf
 import multiprocessing
 from typing import Any, Callable, Iterator
 
-from .units import WorkUnit
 
 
 class InProcess:
     """The default executor: one unit after another in this process."""
 
-    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+    parallelism = 1
+
+    def map_unordered(self, function: Callable[[Any], Any], units: list[Any]) -> Iterator[Any]:
         for unit in units:
             yield function(unit)
 
@@ -42,7 +44,11 @@ class LocalProcesses:
             raise ValueError(f"workers and threads must be >= 1 and retries >= 0, got {workers}, {threads}, {retries}")
         self.workers, self.threads, self.retries = workers, threads, retries
 
-    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+    @property
+    def parallelism(self) -> int:
+        return self.workers
+
+    def map_unordered(self, function: Callable[[Any], Any], units: list[Any]) -> Iterator[Any]:
         pending = {u.key: u for u in units}
         attempts = {u.key: 0 for u in units}
         context = multiprocessing.get_context("spawn")
@@ -80,7 +86,13 @@ class Dask:
         self.client = client if client is not None else Client(address)
         self.retries = retries
 
-    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+    @property
+    def parallelism(self) -> int:
+        """Worker threads in the cluster now (at least 1)."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(w.get("nthreads", 1) for w in workers.values()))
+
+    def map_unordered(self, function: Callable[[Any], Any], units: list[Any]) -> Iterator[Any]:
         from dask.distributed import as_completed
 
         if not units:

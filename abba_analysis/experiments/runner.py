@@ -6,9 +6,12 @@ and never leaves half a row. Rerunning the same configuration skips every unit w
 journal. After each run the tidy tables ``results.csv`` (one row per fit), ``spectra.csv`` and
 ``histories.csv`` are rewritten from the journal, atomically.
 
-The executor is pluggable: anything with ``map_unordered(function, units)`` that yields results as
-they finish (see :mod:`abba_analysis.experiments.executors`). Results are journaled by this process
-as they arrive, whichever worker computed them.
+Units that differ only in target (of one shape) and seed run as one batched fit
+(:func:`~abba_analysis.experiments.units.make_batches`): the same rows, fewer and larger products.
+
+The executor is pluggable: anything with ``map_unordered(function, items)`` that yields results as
+they finish (see :mod:`abba_analysis.experiments.executors`); the items are batches of units.
+Results are journaled by this process as they arrive, whichever worker computed them.
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ import pandas as pd
 
 from .config import Config, ConfigError
 from .executors import InProcess
-from .units import TargetRef, WorkUnit, ranks_for, run_unit
+from .units import TargetRef, WorkUnit, make_batches, ranks_for, run_batch
 
 JOURNAL = "journal.jsonl"
 RESULTS, SPECTRA, HISTORIES = "results.csv", "spectra.csv", "histories.csv"
 
 
 class Executor(Protocol):
-    """Runs work units and yields their results in any order, as they finish (see :mod:`.executors`)."""
+    """Runs work units and yields their results in any order, as they finish (see :mod:`.executors`).
 
-    def map_unordered(self, function: Callable[[WorkUnit], Any], units: list[WorkUnit]) -> Iterator[Any]:
+    An optional ``parallelism`` attribute (how many items run at once) lets the runner cut batches
+    so that every worker gets some.
+    """
+
+    def map_unordered(self, function: Callable[[Any], Any], items: list[Any]) -> Iterator[Any]:
         ...
 
 
@@ -167,6 +174,7 @@ def run(
     *,
     executor: Executor | None = None,
     progress: bool = True,
+    batch: bool = True,
 ) -> Results:
     """Run every unit of ``config`` not already in ``out_dir``'s journal; return the full tables.
 
@@ -181,6 +189,9 @@ def run(
         :class:`~.executors.Dask`.
     progress : bool
         Show a progress bar over fits (``tqdm.auto``).
+    batch : bool
+        Fit units that differ only in target and seed together (batched products; same rows).
+        Without it every unit is its own fit, and an interruption loses at most one fit per worker.
     """
     from tqdm.auto import tqdm
 
@@ -193,13 +204,16 @@ def run(
     todo = [u for u in units if u.key not in done]
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=config.name, unit="fit", disable=not progress)
     try:
-        for record in (executor or InProcess()).map_unordered(run_unit, todo):
-            key = record["row"]["key"]
-            if key in done:  # a retried unit whose first result also arrived: keep one
-                continue
-            _append(journal, record)
-            done.add(key)
-            bar.update(1)
+        executor = executor or InProcess()
+        work = make_batches(todo, max_size=64 if batch else 1, parallelism=getattr(executor, "parallelism", 1))
+        for records in executor.map_unordered(run_batch, work):
+            for record in records:
+                key = record["row"]["key"]
+                if key in done:  # a retried unit whose first result also arrived: keep one
+                    continue
+                _append(journal, record)
+                done.add(key)
+                bar.update(1)
     finally:
         bar.close()
         keys = {u.key for u in units}

@@ -23,7 +23,7 @@ import torch
 from .. import metrics, targets
 from .._version import __version__
 from ..budget import abba_ranks_for_lora
-from ..fit import fit
+from ..fit import FitResult, fit
 from ..parameterizations import get_method
 
 HIRA_BASE_SEED_OFFSET = 10_000
@@ -140,20 +140,80 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+@dataclass(frozen=True)
+class Batch:
+    """Work units that differ only in their target (of one shape) and seed: one batched :func:`fit`."""
+
+    units: tuple[WorkUnit, ...]
+
+    @property
+    def key(self) -> str:
+        """A stable hash of the member units' keys."""
+        return hashlib.sha1(" ".join(u.key for u in self.units).encode()).hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+
+def batch_key(unit: WorkUnit) -> tuple:
+    """Units with equal batch keys can be fitted in one batched call."""
+    return (unit.experiment, unit.target.shape, unit.method, unit.budget, unit.ranks, unit.solver, unit.init,
+            unit.options, unit.dtype, unit.device, unit.spectra, unit.history)
+
+
+def make_batches(units: list[WorkUnit], *, max_size: int = 64, max_elements: int = 2**23,
+                 parallelism: int = 1) -> list[Batch]:
+    """Group units for batched fits, in order of first appearance, at most ``max_size`` units and
+    ``max_elements`` target entries per batch (beyond that batching gains nothing and costs memory).
+
+    A group is split into at least ``parallelism`` batches where it can be, so that every worker of
+    an executor gets work. Units that record convergence histories stay alone: their per-iteration
+    timings must be their own.
+    """
+    groups: dict[tuple, list[WorkUnit]] = {}
+    for unit in units:
+        groups.setdefault(batch_key(unit) if not unit.history else ("alone", unit.key), []).append(unit)
+    out = []
+    for members in groups.values():
+        m, n = members[0].target.shape
+        size = max(1, min(max_size, max_elements // (m * n), -(-len(members) // parallelism)))
+        out.extend(Batch(tuple(members[i:i + size])) for i in range(0, len(members), size))
+    return out
+
+
 def run_unit(unit: WorkUnit) -> dict[str, Any]:
     """Run one fit; return ``{"row": ..., "spectra": [...], "history": [...]}`` (plain data)."""
-    target, base = load_target(unit.target, unit.dtype)
-    ref = unit.target
-    spectrum = target_spectrum(ref, unit.dtype)
-    param = get_method(unit.method)
-    m, n = ref.shape
+    return run_batch(Batch((unit,)))[0]
+
+
+def run_batch(batch: Batch) -> list[dict[str, Any]]:
+    """Run the fits of ``batch`` in one batched call (a lone unit: one plain fit); one record per unit,
+    as :func:`run_unit` returns it. ``seconds`` is the batch's wall time divided by its size."""
+    unit = batch.units[0]
+    # Target and spectrum together: the caches hold a few targets, a batch may hold many.
+    loaded = [(*load_target(u.target, u.dtype), target_spectrum(u.target, u.dtype)) for u in batch.units]
+    if len(batch) == 1:
+        target, base, _ = loaded[0]
+    else:
+        target = torch.stack([torch.as_tensor(t) for t, _, _ in loaded])
+        base = torch.stack([torch.as_tensor(b) for _, b, _ in loaded]) if unit.method == "hira" else None
     stamps: list[float] = []
     start = time.perf_counter()
-    result = fit(target, unit.method, unit.ranks if unit.method == "abba" else unit.ranks[0],
-                 base=base if unit.method == "hira" else None, solver=unit.solver, init=unit.init, seed=unit.seed,
-                 device=unit.device, dtype=unit.dtype, bracket=False,
-                 callback=(lambda *_: stamps.append(time.perf_counter() - start)) if unit.history else None,
-                 **dict(unit.options))
+    results = fit(target, unit.method, unit.ranks if unit.method == "abba" else unit.ranks[0],
+                  base=base if unit.method == "hira" else None, solver=unit.solver, init=unit.init,
+                  seed=unit.seed if len(batch) == 1 else [u.seed for u in batch.units],
+                  device=unit.device, dtype=unit.dtype, bracket=False,
+                  callback=(lambda *_: stamps.append(time.perf_counter() - start)) if unit.history else None,
+                  **dict(unit.options))
+    results = [results] if len(batch) == 1 else results
+    return [_record(u, result, spectrum, stamps) for u, result, (_, _, spectrum) in zip(batch.units, results, loaded)]
+
+
+def _record(unit: WorkUnit, result: FitResult, spectrum: np.ndarray, stamps: list[float]) -> dict[str, Any]:
+    """The journal record of one finished fit."""
+    ref = unit.target
+    param = get_method(unit.method)
+    m, n = ref.shape
     k = min(m, n)
     rank_bound = param.rank_bound((m, n), unit.ranks, None)
     lower = metrics.truncated_svd_error(spectrum, min(rank_bound, k))

@@ -98,10 +98,10 @@ class ABBA:
         B1, A1, B2, A2 = (factors[k] for k in self.factor_names)
         P1, P2 = B1 @ A1, B2 @ A2
         residual = torch.mul(P1, P2).sub_(target)
-        residual2 = torch.linalg.vector_norm(residual).square()
+        residual2 = torch.linalg.matrix_norm(residual).square()
         # In place from here: three m x n tensors in all (P1, P2, residual), whatever the ranks.
         G1 = P2.mul_(residual)  # dL/dP1 = R ⊙ P2
-        grads = {"B1": G1 @ A1.T, "A1": B1.T @ G1}
+        grads = {"B1": G1 @ A1.mT, "A1": B1.mT @ G1}
         G2 = P1.mul_(residual)  # dL/dP2 = R ⊙ P1
-        grads.update({"B2": G2 @ A2.T, "A2": B2.T @ G2})
+        grads.update({"B2": G2 @ A2.mT, "A2": B2.mT @ G2})
         return residual2, {k: grads[k] for k in self.factor_names}

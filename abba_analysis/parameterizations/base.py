@@ -42,12 +42,16 @@ class Parameterization(Protocol):
         """Largest rank an update of this family can have."""
 
     def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
-        """The update matrix the factors represent."""
+        """The update matrix the factors represent (a stack of them for factors with a leading batch axis)."""
 
     def gradients(
         self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Squared residual norm ``||materialize - target||_F^2`` and the gradient of half of it."""
+        """Squared residual norm ``||materialize - target||_F^2`` and the gradient of half of it.
+
+        Factors and target may carry a leading batch axis (``K x m x n`` targets); the norm is then
+        one per target.
+        """
 
 
 def factor_param_count(shapes: Mapping[str, tuple[int, int]]) -> int:

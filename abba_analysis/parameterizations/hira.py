@@ -34,4 +34,4 @@ class HiRA(SinglePairShapes):
         B, A = factors["B"], factors["A"]
         residual = base * (B @ A) - target
         weighted = residual * base
-        return residual.square().sum(), {"B": weighted @ A.T, "A": B.T @ weighted}
+        return residual.square().sum((-2, -1)), {"B": weighted @ A.mT, "A": B.mT @ weighted}

@@ -67,4 +67,4 @@ class LoRA(SinglePairShapes):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         B, A = factors["B"], factors["A"]
         residual = B @ A - target
-        return residual.square().sum(), {"B": residual @ A.T, "A": B.T @ residual}
+        return residual.square().sum((-2, -1)), {"B": residual @ A.mT, "A": B.mT @ residual}

@@ -2,7 +2,8 @@
 
 Each step costs one pass of the parameterization's ``gradients`` (a few m x n products); the
 relative error it yields is recorded for free. The best iterate is kept and returned, so a run that
-meets NaN/Inf, or ends on an uptick, still answers with the lowest error it saw.
+meets NaN/Inf, or ends on an uptick, still answers with the lowest error it saw. A batch of targets
+runs as one set of batched products; a target that meets a stopping rule leaves the batch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import BestIterate, Callback, Factors, Problem, SolveOutput, check_range, stalled
+from .base import BestIterate, Callback, Factors, Problem, SolveOutput, check_range, stalled, unbatch
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -108,6 +109,11 @@ class AdamState:
         torch._foreach_add_(denom, self.eps)
         torch._foreach_addcdiv_(self.params, self.exp_avg, denom, -lr / bias1)
 
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the batch entries ``rows`` (leading axis) of the parameters and moments."""
+        for group in (self.params, self.exp_avg, self.exp_avg_sq):
+            group[:] = [t[rows] for t in group]
+
 
 class Adam:
     """Adam with a warm-up and decay schedule, on any torch device."""
@@ -123,34 +129,54 @@ class Adam:
         factors: Factors | None,
         options: AdamOptions,
         callback: Callback | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> SolveOutput:
+        rngs: list[np.random.Generator] | None = None,
+    ) -> list[SolveOutput]:
         if factors is None:
             raise ValueError("the adam solver needs starting factors")
-        params = {k: v.detach().clone() for k, v in factors.items()}
-        state = AdamState(list(params.values()), options.betas, options.eps)
-        target_norm2 = float(problem.target.square().sum())
-        best, history = BestIterate(), []
-        status, message = "max_iter", f"ran all {options.steps} steps"
+        names = list(factors)
+        state = AdamState([factors[k].detach().clone() for k in names], options.betas, options.eps)
+        target, base = problem.target, problem.base
+        target_norm2 = target.square().sum((-2, -1)).double().cpu()
+        batch = problem.batch
+        best = BestIterate(factors)
+        history = torch.zeros((options.steps + 1, batch), dtype=torch.float64)
+        recorded = torch.zeros(batch, dtype=torch.long)  # steps in target k's history
+        statuses, messages = ["max_iter"] * batch, [f"ran all {options.steps} steps"] * batch
+        active = torch.arange(batch)  # targets still stepping; state.params hold only these
         with torch.no_grad():
             for step in range(options.steps + 1):
-                residual2, grads = problem.method.gradients(params, problem.target, problem.base)
-                error = math.sqrt(float(residual2) / target_norm2)
-                history.append(error)
-                if not math.isfinite(error):
-                    status, message = "diverged", f"NaN/Inf at step {step}; returned the best iterate"
+                params = dict(zip(names, state.params))
+                residual2, grads = problem.method.gradients(params, target, base)
+                errors = (residual2.double().cpu() / target_norm2[active]).sqrt()
+                history[step, active] = errors
+                recorded[active] += 1
+                best.offer(errors, params, active)
+                diverged = ~torch.isfinite(errors)
+                reached = errors <= options.tol
+                flat = torch.zeros_like(reached)
+                if options.rtol > 0 and step >= options.patience:
+                    before = history[step - options.patience, active]
+                    flat = before - errors <= options.rtol * errors.clamp_min(1e-300)
+                done = diverged | reached | flat
+                for i in done.nonzero()[:, 0].tolist():
+                    k = int(active[i])
+                    statuses[k], messages[k] = (
+                        ("diverged", f"NaN/Inf at step {step}; returned the best iterate") if diverged[i] else
+                        ("converged", f"error {float(errors[i]):.3g} <= tol at step {step}") if reached[i] else
+                        ("converged", f"improvement below rtol over {options.patience} steps"))
+                if step > 0 and callback is not None and callback(step, errors.numpy(), params):
+                    for k in active[~done].tolist():
+                        statuses[k], messages[k] = "stopped", f"stopped by the callback at step {step}"
                     break
-                best.offer(error, params)
-                if step > 0 and callback is not None and callback(step, error, params):
-                    status, message = "stopped", f"stopped by the callback at step {step}"
+                if step == options.steps or bool(done.all()):
                     break
-                if error <= options.tol:
-                    status, message = "converged", f"error {error:.3g} <= tol at step {step}"
-                    break
-                if stalled(history, options.patience, options.rtol):
-                    status, message = "converged", f"improvement below rtol over {options.patience} steps"
-                    break
-                if step == options.steps:
-                    break
-                state.step([grads[name] for name in params], options.lr * lr_factor(step, options))
-        return SolveOutput(best.factors, history, len(history) - 1, status, message)
+                if bool(done.any()):
+                    keep = ~done
+                    active, target = active[keep], target[keep]
+                    base = base if base is None or base.shape[0] == 1 else base[keep]
+                    state.keep(keep)
+                    grads = {k: g[keep] for k, g in grads.items()}
+                state.step([grads[name] for name in names], options.lr * lr_factor(step, options))
+        histories = [history[:length, k].tolist() for k, length in enumerate(recorded.tolist())]
+        return unbatch(best.factors, histories, statuses, messages)
+

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -12,36 +12,69 @@ import torch
 from ..parameterizations import Parameterization
 
 Factors = dict[str, torch.Tensor]
-Callback = Callable[[int, float, Factors], Any]
-"""Called after every iteration as ``callback(iteration, error, factors)``; returning True stops."""
+Callback = Callable[[int, Any, Factors], Any]
+"""Called after every iteration as ``callback(iteration, error, factors)``; returning True stops.
+
+Solvers call it with the errors (a numpy array) and batched factors of the targets still running;
+:func:`abba_analysis.fit` hands a single fit's callback a float and unbatched factors.
+"""
 
 
 @dataclass
 class Problem:
-    """A fitting problem on one device in one dtype: ``target ≈ method.materialize(factors, base)``."""
+    """A batch of fitting problems on one device in one dtype: ``target[k] ≈ materialize(factors[k])``.
+
+    Every solver works on a stack of ``K`` targets of one shape; a single fit is a batch of one.
+
+    Attributes
+    ----------
+    method : Parameterization
+    target : (K, m, n) tensor
+    ranks : tuple of int
+    base : (K, m, n) or (1, m, n) tensor, optional
+        ``W0`` per target, or one ``W0`` shared by all (broadcast).
+    """
 
     method: Parameterization
     target: torch.Tensor
     ranks: tuple[int, ...]
     base: torch.Tensor | None = None
 
+    def __post_init__(self) -> None:
+        if self.target.ndim != 3:
+            raise ValueError(f"Problem.target must be a (K, m, n) stack, got shape {tuple(self.target.shape)}")
+
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.target.shape)  # type: ignore[return-value]
+        """``(m, n)`` of each target."""
+        return tuple(self.target.shape[1:])  # type: ignore[return-value]
 
-    def relative_error(self, factors: Factors) -> float:
-        """``||target - materialize(factors)||_F / ||target||_F``."""
+    @property
+    def batch(self) -> int:
+        """Number of targets ``K``."""
+        return self.target.shape[0]
+
+    def subset(self, index: torch.Tensor) -> "Problem":
+        """The problems at ``index`` (a shared base stays shared; the whole batch is ``self``)."""
+        if torch.equal(index, torch.arange(self.batch)):
+            return self
+        base = self.base if self.base is None or self.base.shape[0] == 1 else self.base[index]
+        return Problem(self.method, self.target[index], self.ranks, base)
+
+    def relative_errors(self, factors: Factors) -> torch.Tensor:
+        """``||target[k] - materialize(factors)[k]||_F / ||target[k]||_F`` for every k, as a (K,) tensor."""
         residual = self.method.materialize(factors, self.base) - self.target
-        return float(torch.linalg.matrix_norm(residual) / torch.linalg.matrix_norm(self.target))
+        return torch.linalg.matrix_norm(residual) / torch.linalg.matrix_norm(self.target)
 
 
 @dataclass
 class SolveOutput:
-    """A solver's answer.
+    """A solver's answer for one target of the batch.
 
-    ``history`` holds the relative error at the start and after each iteration; ``status`` is one of
-    ``"exact"`` (closed form), ``"converged"`` (a stopping rule held), ``"max_iter"``, ``"diverged"``
-    (NaN/Inf met; the best iterate is returned) or ``"stopped"`` (by the callback).
+    ``factors`` are unbatched (views into the batch's tensors); ``history`` holds the relative error
+    at the start and after each iteration; ``status`` is one of ``"exact"`` (closed form),
+    ``"converged"`` (a stopping rule held), ``"max_iter"``, ``"diverged"`` (NaN/Inf met; the best
+    iterate is returned) or ``"stopped"`` (by the callback).
     """
 
     factors: Factors
@@ -51,8 +84,15 @@ class SolveOutput:
     message: str = ""
 
 
+def unbatch(factors: Factors, histories: list[list[float]], statuses: list[str],
+            messages: list[str]) -> list[SolveOutput]:
+    """Split batched factors and per-target records into one :class:`SolveOutput` per target."""
+    return [SolveOutput({name: v[k] for name, v in factors.items()}, history, len(history) - 1, status, message)
+            for k, (history, status, message) in enumerate(zip(histories, statuses, messages))]
+
+
 class Solver(Protocol):
-    """A registered solver: ``solve(problem, factors0, options, callback, rng) -> SolveOutput``."""
+    """A registered solver: ``solve(problem, factors0, options, callback, rngs) -> list[SolveOutput]``."""
 
     name: str
     methods: tuple[str, ...]
@@ -65,9 +105,12 @@ class Solver(Protocol):
         factors: Factors | None,
         options: Any,
         callback: Callback | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> SolveOutput:
-        """Fit ``problem`` from ``factors`` (ignored by closed-form solvers); ``rng`` feeds randomized ones."""
+        rngs: list[np.random.Generator] | None = None,
+    ) -> list[SolveOutput]:
+        """Fit every target of ``problem`` from the batched ``factors`` (ignored by closed-form solvers).
+
+        ``rngs`` (one generator per target) feed randomized solvers. Returns one output per target.
+        """
 
 
 @dataclass(frozen=True)
@@ -100,14 +143,18 @@ def stalled(history: list[float], window: int, rtol: float) -> bool:
     return before - now <= rtol * max(now, 1e-300)
 
 
-@dataclass
 class BestIterate:
-    """Keeps a copy of the factors with the lowest error seen so far."""
+    """Keeps, for every target of a batch, a copy of the factors with the lowest error seen so far."""
 
-    error: float = float("inf")
-    factors: Factors = field(default_factory=dict)
+    def __init__(self, factors: Factors) -> None:
+        self.factors = {k: v.clone() for k, v in factors.items()}
+        batch = next(iter(factors.values())).shape[0]
+        self.errors = torch.full((batch,), float("inf"), dtype=torch.float64)
 
-    def offer(self, error: float, factors: Factors) -> None:
-        if error < self.error:
-            self.error = error
-            self.factors = {k: v.clone() for k, v in factors.items()}
+    def offer(self, errors: torch.Tensor, factors: Factors, index: torch.Tensor) -> None:
+        """Offer the factors of targets ``index`` (batched as ``factors``) with their ``errors``."""
+        better = errors < self.errors[index]  # NaN never counts as better
+        if bool(better.any()):
+            self.errors[index[better]] = errors[better]
+            for k, v in factors.items():
+                self.factors[k][index[better]] = v[better]

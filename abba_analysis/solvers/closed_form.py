@@ -5,17 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..inits import divide_by_base
 from ..linalg import randomized_svd, split_factors, truncated_svd
-from .base import Callback, Factors, NoOptions, Problem, SolveOutput, check_range
+from .base import Callback, Factors, NoOptions, Problem, SolveOutput, check_range, unbatch
 
 
-def _svd_fit(problem: Problem, matrix) -> SolveOutput:
-    """The rank-r truncated SVD of ``matrix`` as ``B = U sqrt(S)``, ``A = sqrt(S) V^T``."""
-    b, a = split_factors(*truncated_svd(matrix, problem.ranks[0]))
-    out = {"B": b, "A": a}
-    return SolveOutput(out, [problem.relative_error(out)], 0, "exact")
+def exact_outputs(problem: Problem, factors: Factors) -> list[SolveOutput]:
+    """One ``"exact"`` output per target of a closed-form fit (no iterations)."""
+    errors = problem.relative_errors(factors).tolist()
+    return unbatch(factors, [[e] for e in errors], ["exact"] * len(errors), [""] * len(errors))
+
+
+def _svd_fit(problem: Problem, matrices: torch.Tensor) -> list[SolveOutput]:
+    """The rank-r truncated SVD of each matrix as ``B = U sqrt(S)``, ``A = sqrt(S) V^T``."""
+    b, a = split_factors(*truncated_svd(matrices, problem.ranks[0]))
+    return exact_outputs(problem, {"B": b, "A": a})
 
 
 class ExactSVD:
@@ -27,7 +33,8 @@ class ExactSVD:
     Options = NoOptions
 
     def solve(self, problem: Problem, factors: Factors | None, options: NoOptions,
-              callback: Callback | None = None, rng: np.random.Generator | None = None) -> SolveOutput:
+              callback: Callback | None = None, rngs: list[np.random.Generator] | None = None
+              ) -> list[SolveOutput]:
         return _svd_fit(problem, problem.target)
 
 
@@ -52,12 +59,15 @@ class RandomizedSVD:
     Options = RandomizedSVDOptions
 
     def solve(self, problem: Problem, factors: Factors | None, options: RandomizedSVDOptions,
-              callback: Callback | None = None, rng: np.random.Generator | None = None) -> SolveOutput:
-        u, s, vh = randomized_svd(problem.target, problem.ranks[0], oversample=options.oversample,
-                                  power_iters=options.power_iters, seed=rng)
-        b, a = split_factors(u, s, vh)
-        out = {"B": b, "A": a}
-        return SolveOutput(out, [problem.relative_error(out)], 0, "exact")
+              callback: Callback | None = None, rngs: list[np.random.Generator] | None = None
+              ) -> list[SolveOutput]:
+        # One target at a time: each has its own generator, and at the sizes this solver is for a
+        # batch would not fit in memory anyway.
+        rngs = rngs if rngs is not None else [np.random.default_rng() for _ in range(problem.batch)]
+        pairs = [split_factors(*randomized_svd(t, problem.ranks[0], oversample=options.oversample,
+                                               power_iters=options.power_iters, seed=rng))
+                 for t, rng in zip(problem.target, rngs)]
+        return exact_outputs(problem, {"B": torch.stack([b for b, _ in pairs]), "A": torch.stack([a for _, a in pairs])})
 
 
 class DivideSVD:
@@ -69,5 +79,6 @@ class DivideSVD:
     Options = NoOptions
 
     def solve(self, problem: Problem, factors: Factors | None, options: NoOptions,
-              callback: Callback | None = None, rng: np.random.Generator | None = None) -> SolveOutput:
+              callback: Callback | None = None, rngs: list[np.random.Generator] | None = None
+              ) -> list[SolveOutput]:
         return _svd_fit(problem, divide_by_base(problem.target, problem.base))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -43,7 +44,8 @@ class FitResult:
     history : numpy.ndarray
         Relative error at the start and after each iteration (one entry for closed forms).
     solver, init : str
-        The solver that ran (``"auto"`` resolved) and the init scheme (None for closed forms).
+        The solver that ran (``"auto"`` resolved) and the init scheme of the returned start (None
+        for closed forms; ``"segre"`` or a restart's scheme when that start won).
     iterations : int
         Iterations (sweeps or steps) of the best start.
     status : str
@@ -174,6 +176,9 @@ def fit(
     init : str, optional
         An init scheme of :mod:`abba_analysis.inits` (default: ``"svd-ones"`` for ABBA with
         ``"als"``, ``"abba-paper"`` for ABBA with ``"adam"``, ``"lora-style"`` for LoRA and HiRA).
+        With the default, an ABBA target of rank at most ``r1 r2`` (its bracket's lower bound below
+        ``max(1e-6, 100 eps)``) first gets the algebraic ``"segre"`` start, which factors exact
+        products exactly; the default start follows if it does not reach the bound.
     seed : None, int, numpy Generator, or a sequence of them (stacks)
         Source of every random number; the same seed gives identical factors. A stack draws one
         independent generator per target from ``seed``, or takes a sequence of K seeds, in which
@@ -190,7 +195,9 @@ def fit(
         Where and in what precision to fit (default: the target's; float16/bfloat16 become float32).
     bracket : bool
         For ABBA, compute the error bracket (needs the target's singular values; estimated by a
-        randomized SVD when ``min(m, n) > 2048``).
+        randomized SVD when ``min(m, n) > 2048``). It also ends restarts at the lower bound, picks
+        the algebraic start for targets of rank at most ``r1 r2``, and lets a fit that ends far
+        above the bound on such a target say so (in ``message``, and a warning).
     callback : callable, optional
         ``callback(iteration, error, factors)`` after each iteration; returning True stops. For a
         stack it receives the errors (numpy array) and batched factors of the targets still running.
@@ -250,36 +257,61 @@ def fit(
                 if bracket and method == "abba" else [None] * count)
     # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
     floors = [b.lower + 1e-10 if b is not None else -1.0 for b in brackets]
-    # Closed forms take the target's generator itself; iterative starts each a child of it.
-    start_rngs = [g.spawn(restarts + 1) if chosen.iterative else [g] for g in generators]
+    representable = [b is not None and b.lower <= _rank_tolerance(t.dtype) for b in brackets]
+    # Each target's starts: [segre] + init + restarts. Closed forms take the target's generator
+    # itself; iterative starts each a child of it (segre's drawn last, so the others' streams do not
+    # depend on whether it runs).
+    schedules, start_rngs = [], []
+    for k, g in enumerate(generators):
+        if not chosen.iterative:
+            schedules.append([None]), start_rngs.append([g])
+            continue
+        children = g.spawn(restarts + 1)
+        schemes = [init_name] + [restart_init] * restarts
+        if representable[k] and init is None and method == "abba":
+            # T has rank <= r1 r2, so it may be an exact product: the algebraic start finds it.
+            schemes, children = ["segre"] + schemes, g.spawn(1) + children
+        schedules.append(schemes), start_rngs.append(children)
     best: list[SolveOutput | None] = [None] * count
+    best_scheme: list[str | None] = [None] * count
     starts = [0] * count
     pending = list(range(count))
-    for attempt in range(len(start_rngs[0])):
-        part = problem.subset(torch.tensor(pending))
-        factors0 = None
-        if chosen.iterative:
-            scheme = init_name if attempt == 0 else restart_init
-            shared = part.base is not None and part.base.shape[0] == 1
-            per_target = [inits.initialize(scheme, method, shape, ranks, target=part.target[i],
-                                           base=None if part.base is None else part.base[0 if shared else i],
-                                           seed=start_rngs[k][attempt], dtype=t.dtype, device=t.device)
-                          for i, k in enumerate(pending)]
-            factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
-        outs = chosen.solve(part, factors0, options, _batch_callback(callback, stacked),
-                            [start_rngs[k][attempt] for k in pending])
-        for k, out in zip(pending, outs):
-            starts[k] += 1
-            if best[k] is None or min(out.history) < min(best[k].history):
-                best[k] = out
-        pending = [k for k in pending if min(best[k].history) > floors[k]]
-        if not pending:
-            break
+    attempt = 0
+    while pending:
+        by_scheme: dict[str | None, list[int]] = {}
+        for k in pending:
+            by_scheme.setdefault(schedules[k][attempt], []).append(k)
+        for scheme, group in by_scheme.items():
+            part = problem.subset(torch.tensor(group))
+            factors0 = None
+            if chosen.iterative:
+                shared = part.base is not None and part.base.shape[0] == 1
+                per_target = [inits.initialize(scheme, method, shape, ranks, target=part.target[i],
+                                               base=None if part.base is None else part.base[0 if shared else i],
+                                               seed=start_rngs[k][attempt], dtype=t.dtype, device=t.device)
+                              for i, k in enumerate(group)]
+                factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
+            outs = chosen.solve(part, factors0, options, _batch_callback(callback, stacked),
+                                [start_rngs[k][attempt] for k in group])
+            for k, out in zip(group, outs):
+                starts[k] += 1
+                if best[k] is None or min(out.history) < min(best[k].history):
+                    best[k], best_scheme[k] = out, scheme
+        attempt += 1
+        pending = [k for k in pending if min(best[k].history) > floors[k] and attempt < len(schedules[k])]
     stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
     errors = problem.relative_errors(stacked_best).tolist()
     if chosen.iterative:
         stacked_best = _scale_back(stacked_best, rms)
     seconds = (time.perf_counter() - start) / count
+    messages = [out.message for out in best]
+    for k in range(count):
+        if representable[k] and errors[k] > 100 * _rank_tolerance(t.dtype):
+            note = (f"ends at error {errors[k]:.3g}, far above the rank-{ranks[0] * ranks[1]} SVD bound "
+                    f"{brackets[k].lower:.2g} although the target has rank <= r1 r2: a better start may exist "
+                    "(try restarts=, or the default init)")
+            messages[k] += "; " + note
+            warnings.warn(f"{f'target[{k}]' if stacked else 'target'}: the ABBA fit {note}", stacklevel=2)
 
     results = [
         FitResult(
@@ -289,10 +321,10 @@ def fit(
             error=errors[k],
             history=np.asarray(out.history, dtype=np.float64),
             solver=chosen.name,
-            init=init_name,
+            init=best_scheme[k],
             iterations=out.iterations,
             status=out.status,
-            message=out.message,
+            message=messages[k],
             seconds=seconds,
             starts=starts[k],
             num_params=param.num_params(shape, ranks),
@@ -304,6 +336,11 @@ def fit(
         for k, out in enumerate(best)
     ]
     return results if stacked else results[0]
+
+
+def _rank_tolerance(dtype: torch.dtype) -> float:
+    """Relative rank-``r1 r2`` SVD error below which a target counts as of rank at most ``r1 r2``."""
+    return max(1e-6, 100 * torch.finfo(dtype).eps)
 
 
 def _batch_callback(callback: Callback | None, stacked: bool) -> Callback | None:

@@ -387,6 +387,29 @@ def svd_ones(shape, ranks, *, target, base, alpha, rng, dtype, device) -> Factor
     return _abba(b1, a1, b2, a2)
 
 
+@register("segre", methods=("abba",))
+def segre(shape, ranks, *, target, base, alpha, rng, dtype, device) -> Factors:
+    """Algebraic start inside T's rank-``r1 r2`` SVD subspace (:mod:`abba_analysis.segre`): exact
+    factors when T is an exact ABBA product, a structured start otherwise.
+
+    Falls back to ``svd-ones`` where the construction does not apply (too few rows and columns for
+    the quadric fit) or finds no well-conditioned basis. :func:`abba_analysis.fit` starts with it
+    when the target's rank is at most ``r1 r2``.
+    """
+    if target is None:
+        raise ValueError("init 'segre' needs the target")
+    from .segre import applicable, segre_factors
+
+    r1, r2 = ranks
+    if applicable(tuple(target.shape), r1, r2):
+        try:
+            found = segre_factors(target, r1, r2, rng=rng, exact_max=EXACT_SVD_MAX)
+            return {k: v.to(device=device, dtype=dtype) for k, v in found.items()}
+        except np.linalg.LinAlgError:
+            pass
+    return svd_ones(shape, ranks, target=target, base=base, alpha=alpha, rng=rng, dtype=dtype, device=device)
+
+
 @register("sqrt-target", methods=("abba",))
 def sqrt_target(shape, ranks, *, target, base, alpha, rng, dtype, device) -> Factors:
     """Hadamard-decomposition style: pair 1 the top-r1 SVD of ``sign(T) sqrt(|T|)``, pair 2 of ``sqrt(|T|)``.

@@ -14,16 +14,6 @@ KINDS = {
 }
 
 
-@pytest.mark.parametrize("ranks", [(1, 1), (2, 2)])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_exact_abba_target_is_recovered(ranks, seed):
-    """Default solver and init, with up to 9 restarts from the 'random' scheme."""
-    T, _ = exact_abba(200, 150, *ranks, seed=100 + seed)
-    fit = aa.fit(T, "abba", rank=ranks, seed=seed, restarts=9)
-    assert fit.error <= 1e-6
-    assert fit.starts <= 10
-
-
 @pytest.mark.parametrize("extrapolate", [True, False])
 @pytest.mark.parametrize("kind", ["gaussian", "orthogonal"])
 def test_als_error_history_never_rises(kind, extrapolate):

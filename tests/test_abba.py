@@ -106,3 +106,20 @@ def test_lowrank_gram_route_equals_the_dense_route():
     weight = left @ right
     torch.testing.assert_close(lowrank_weight_gram(left, right, basis), dense_weight_gram(weight * weight, basis),
                                rtol=1e-12, atol=1e-12)
+
+
+def test_adam_mixed_precision_option():
+    T = aa.targets.gaussian(64, 48, seed=0, dtype="float32")
+    full = aa.fit(T, "abba", (3, 3), solver="adam", steps=300, seed=0)
+    bf16 = aa.fit(T, "abba", (3, 3), solver="adam", steps=300, seed=0, precision="bf16")
+    # bf16 matmuls (3 significant digits) with float32 factors and moments: close, not equal.
+    assert bf16.error != full.error and abs(bf16.error - full.error) < 0.01 * full.error
+    assert bf16.error == pytest.approx(metrics.relative_error(T, bf16.approximation()), rel=1e-5)  # float32 error
+    before = torch.backends.cuda.matmul.allow_tf32
+    tf32 = aa.fit(T, "abba", (3, 3), solver="adam", steps=300, seed=0, precision="tf32")
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    assert tf32.error == full.error  # no TensorFloat-32 on CPU
+    with pytest.raises(ValueError, match="applies to float32 fits"):
+        aa.fit(T.astype(np.float64), "abba", (3, 3), solver="adam", steps=5, precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        aa.fit(T, "abba", (3, 3), solver="adam", steps=5, precision="fp8")

@@ -76,6 +76,15 @@ def test_cuda_matches_cpu():
     assert gpu.error == pytest.approx(cpu.error, rel=1e-6)
     assert aa.fit(T, "abba", rank=(3, 3), seed=0, device="cuda").error == pytest.approx(
         aa.fit(T, "abba", rank=(3, 3), seed=0).error, rel=1e-6)
+    stack = np.stack([T, 2 * T, -T])
+    gpu_stack = aa.fit(stack, "abba", rank=(3, 3), seed=[0, 1, 2], device="cuda")
+    assert [r.error for r in gpu_stack] == pytest.approx([r.error for r in aa.fit(stack, "abba", (3, 3), seed=[0, 1, 2])],
+                                                         rel=1e-6)
+    T32 = T.astype(np.float32)
+    full = aa.fit(T32, "abba", rank=(3, 3), solver="adam", steps=200, seed=0, device="cuda")
+    for precision in ("tf32", "bf16"):
+        mixed = aa.fit(T32, "abba", rank=(3, 3), solver="adam", steps=200, seed=0, device="cuda", precision=precision)
+        assert abs(mixed.error - full.error) < 0.01 * full.error
 
 
 T0 = aa.targets.gaussian(20, 15, seed=0)

@@ -8,6 +8,7 @@ runs as one set of batched products; a target that meets a stopping rule leaves 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ import torch
 from .base import BestIterate, Callback, Factors, Problem, SolveOutput, check_range, stalled, unbatch
 
 SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("float32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class AdamOptions:
         Stop once the error improved by less than ``rtol`` (relative) over ``patience`` steps; 0 disables.
     patience : int
         The window of ``rtol``.
+    precision : {"float32", "tf32", "bf16"}
+        Precision of the gradient matmuls of a float32 fit; factors, Adam's moments and the
+        element-wise products stay float32 (the accumulators), and the returned error is recomputed
+        in float32. ``"tf32"`` lets CUDA matmuls use TensorFloat-32 (no effect on CPU);
+        ``"bf16"`` runs them in bfloat16 under ``torch.autocast`` (on CPU too, where it is slow: it
+        is meant for GPUs). The history then carries bf16-rounded errors (about 3 digits).
     """
 
     steps: int = 3000
@@ -55,8 +63,11 @@ class AdamOptions:
     tol: float = 0.0
     rtol: float = 0.0
     patience: int = 100
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         check_range("steps", self.steps, 1)
         check_range("lr", self.lr, 0.0, low_open=True)
         if self.schedule not in SCHEDULES:
@@ -115,6 +126,17 @@ class AdamState:
             group[:] = [t[rows] for t in group]
 
 
+@contextlib.contextmanager
+def matmul_precision(precision: str, device: torch.device):
+    """Allow TensorFloat-32 CUDA matmuls for ``"tf32"`` within the block; the global flag is restored."""
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32" and device.type == "cuda" or previous
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
 class Adam:
     """Adam with a warm-up and decay schedule, on any torch device."""
 
@@ -133,6 +155,13 @@ class Adam:
     ) -> list[SolveOutput]:
         if factors is None:
             raise ValueError("the adam solver needs starting factors")
+        if options.precision != "float32" and problem.target.dtype != torch.float32:
+            raise ValueError(f"precision={options.precision!r} applies to float32 fits, not {problem.target.dtype}")
+        with matmul_precision(options.precision, problem.target.device):
+            return self._solve(problem, factors, options, callback)
+
+    def _solve(self, problem: Problem, factors: Factors, options: AdamOptions,
+               callback: Callback | None) -> list[SolveOutput]:
         names = list(factors)
         state = AdamState([factors[k].detach().clone() for k in names], options.betas, options.eps)
         target, base = problem.target, problem.base
@@ -146,7 +175,9 @@ class Adam:
         with torch.no_grad():
             for step in range(options.steps + 1):
                 params = dict(zip(names, state.params))
-                residual2, grads = problem.method.gradients(params, target, base)
+                with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=options.precision == "bf16"):
+                    residual2, grads = problem.method.gradients(params, target, base)
+                residual2, grads = residual2.float(), {k: g.float() for k, g in grads.items()}
                 errors = (residual2.double().cpu() / target_norm2[active]).sqrt()
                 history[step, active] = errors
                 recorded[active] += 1

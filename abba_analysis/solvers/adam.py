@@ -177,7 +177,8 @@ class Adam:
                 params = dict(zip(names, state.params))
                 with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=options.precision == "bf16"):
                     residual2, grads = problem.method.gradients(params, target, base)
-                residual2, grads = residual2.float(), {k: g.float() for k, g in grads.items()}
+                if options.precision == "bf16":  # the moments and factors stay float32
+                    grads = {k: g.float() for k, g in grads.items()}
                 errors = (residual2.double().cpu() / target_norm2[active]).sqrt()
                 history[step, active] = errors
                 recorded[active] += 1

@@ -97,15 +97,18 @@ def test_adam_state_matches_torch_optim_adam():
         torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-14)
 
 
-def test_lowrank_gram_route_equals_the_dense_route():
+def test_both_gram_routes_equal_the_explicit_per_row_grams():
     from abba_analysis.solvers.als import dense_weight_gram, lowrank_weight_gram
 
     gen = torch.Generator().manual_seed(0)
-    left, right = torch.randn(30, 4, generator=gen, dtype=torch.float64), torch.randn(4, 20, generator=gen, dtype=torch.float64)
-    basis = torch.randn(5, 20, generator=gen, dtype=torch.float64)
+    left = torch.randn(2, 30, 4, generator=gen, dtype=torch.float64)  # a batch of two targets
+    right = torch.randn(2, 4, 20, generator=gen, dtype=torch.float64)
+    basis = torch.randn(2, 5, 20, generator=gen, dtype=torch.float64)
     weight = left @ right
-    torch.testing.assert_close(lowrank_weight_gram(left, right, basis), dense_weight_gram(weight * weight, basis),
-                               rtol=1e-12, atol=1e-12)
+    explicit = torch.stack([torch.stack([basis[k] @ torch.diag(weight[k, i] ** 2) @ basis[k].T for i in range(30)])
+                            for k in range(2)])
+    torch.testing.assert_close(dense_weight_gram(weight * weight, basis), explicit, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lowrank_weight_gram(left, right, basis), explicit, rtol=1e-12, atol=1e-12)
 
 
 def test_adam_mixed_precision_option():

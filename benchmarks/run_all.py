@@ -1,0 +1,69 @@
+"""Run every benchmark, one after another, each in its own process; print their tables.
+
+Each benchmark measures its baseline in the same run and prints ratios against it:
+
+- ``bench_abba_solvers``: default (exact, accelerated) ABBA solver vs Adam, time to Adam's final error;
+- ``bench_batched``: one batched fit of a stack vs a Python loop of single fits;
+- ``bench_adam``: fused analytic-gradient Adam vs autograd Adam, time per step and peak memory;
+- ``bench_big``: 4096 x 4096 and 4096 x 11008 fits (time, memory), randomized vs exact SVD;
+- ``bench_streaming``: streaming a checkpoint pair vs loading both state dicts (memory);
+- ``bench_executors``: a sweep in-process vs on a Dask cluster.
+
+    python benchmarks/run_all.py            # the settings recorded in benchmarks/RESULTS.md (about an hour on 2 cores)
+    python benchmarks/run_all.py --quick    # small sizes and few repeats: a few minutes, for checking the scripts
+    python benchmarks/run_all.py --only bench_batched bench_adam
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+FULL = {
+    "bench_abba_solvers": [],
+    "bench_batched": [],
+    "bench_adam": [],
+    "bench_big": [],
+    "bench_streaming": [],
+    "bench_executors": [],
+}
+QUICK = {
+    "bench_abba_solvers": ["--shapes", "256x256", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1",
+                           "--steps", "300"],
+    "bench_batched": ["--count", "8", "--size", "64", "--repeats", "1"],
+    "bench_adam": ["--size", "512", "--steps", "5", "--repeats", "2"],
+    "bench_big": ["--shapes", "1024x2048", "--sweeps", "3", "--steps", "5"],
+    "bench_streaming": ["--gigabytes", "0.05"],
+    "bench_executors": ["--fits", "20"],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats")
+    parser.add_argument("--only", nargs="+", choices=list(FULL), help="run only these benchmarks")
+    parser.add_argument("--device", default=None, help="passed to the benchmarks that take one (e.g. cuda)")
+    args = parser.parse_args()
+    settings = QUICK if args.quick else FULL
+    failed = []
+    for name in args.only or list(settings):
+        extra = settings[name]
+        if args.device and name in ("bench_abba_solvers", "bench_batched"):
+            extra = extra + ["--device", args.device]
+        print(f"\n## {name} {' '.join(extra)}".rstrip(), flush=True)
+        start = time.perf_counter()
+        code = subprocess.call([sys.executable, str(HERE / f"{name}.py"), *extra], cwd=HERE)
+        print(f"({name}: {time.perf_counter() - start:.0f} s{'' if code == 0 else f', exit code {code}'})", flush=True)
+        if code != 0:
+            failed.append(name)
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

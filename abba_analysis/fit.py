@@ -15,7 +15,7 @@ from .inits import EXACT_SVD_MAX
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix, like_input
 from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
-from .solvers import Callback, Problem, SolveOutput, get_solver, make_options
+from .solvers import Callback, Problem, Solver, SolveOutput, get_solver, make_options
 
 # Default starting point per (method, solver); closed-form solvers take none.
 DEFAULT_INIT = {
@@ -258,47 +258,10 @@ def fit(
     # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
     floors = [b.lower + 1e-10 if b is not None else -1.0 for b in brackets]
     representable = [b is not None and b.lower <= _rank_tolerance(t.dtype) for b in brackets]
-    # Each target's starts: [segre] + init + restarts. Closed forms take the target's generator
-    # itself; iterative starts each a child of it (segre's drawn last, so the others' streams do not
-    # depend on whether it runs).
-    schedules, start_rngs = [], []
-    for k, g in enumerate(generators):
-        if not chosen.iterative:
-            schedules.append([None]), start_rngs.append([g])
-            continue
-        children = g.spawn(restarts + 1)
-        schemes = [init_name] + [restart_init] * restarts
-        if representable[k] and init is None and method == "abba":
-            # T has rank <= r1 r2, so it may be an exact product: the algebraic start finds it.
-            schemes, children = ["segre"] + schemes, g.spawn(1) + children
-        schedules.append(schemes), start_rngs.append(children)
-    best: list[SolveOutput | None] = [None] * count
-    best_scheme: list[str | None] = [None] * count
-    starts = [0] * count
-    pending = list(range(count))
-    attempt = 0
-    while pending:
-        by_scheme: dict[str | None, list[int]] = {}
-        for k in pending:
-            by_scheme.setdefault(schedules[k][attempt], []).append(k)
-        for scheme, group in by_scheme.items():
-            part = problem.subset(torch.tensor(group))
-            factors0 = None
-            if chosen.iterative:
-                shared = part.base is not None and part.base.shape[0] == 1
-                per_target = [inits.initialize(scheme, method, shape, ranks, target=part.target[i],
-                                               base=None if part.base is None else part.base[0 if shared else i],
-                                               seed=start_rngs[k][attempt], dtype=t.dtype, device=t.device)
-                              for i, k in enumerate(group)]
-                factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
-            outs = chosen.solve(part, factors0, options, _batch_callback(callback, stacked),
-                                [start_rngs[k][attempt] for k in group])
-            for k, out in zip(group, outs):
-                starts[k] += 1
-                if best[k] is None or min(out.history) < min(best[k].history):
-                    best[k], best_scheme[k] = out, scheme
-        attempt += 1
-        pending = [k for k in pending if min(best[k].history) > floors[k] and attempt < len(schedules[k])]
+    schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init, restarts,
+                                             algebraic=[r and init is None for r in representable])
+    best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
+                                            _batch_callback(callback, stacked))
     stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
     errors = problem.relative_errors(stacked_best).tolist()
     if chosen.iterative:
@@ -336,6 +299,62 @@ def fit(
         for k, out in enumerate(best)
     ]
     return results if stacked else results[0]
+
+
+def _start_schedules(generators: list[np.random.Generator], iterative: bool, init: str | None, restart_init: str,
+                     restarts: int, algebraic: list[bool]) -> tuple[list[list[str | None]], list[list[np.random.Generator]]]:
+    """Each target's starts, ``[segre] + [init] + [restart_init] * restarts``, and one generator per start.
+
+    Closed forms take the target's generator itself; iterative starts each a child of it, the
+    algebraic start's drawn last, so the other starts' streams do not depend on whether it runs.
+    """
+    schedules, start_rngs = [], []
+    for g, first_algebraic in zip(generators, algebraic):
+        if not iterative:
+            schedules.append([None]), start_rngs.append([g])
+            continue
+        schemes, children = [init] + [restart_init] * restarts, g.spawn(restarts + 1)
+        if first_algebraic:  # rank(T) <= r1 r2: T may be an exact product, which this start finds
+            schemes, children = ["segre"] + schemes, g.spawn(1) + children
+        schedules.append(schemes), start_rngs.append(children)
+    return schedules, start_rngs
+
+
+def _run_starts(problem: Problem, chosen: Solver, options: Any, schedules: list[list[str | None]],
+                start_rngs: list[list[np.random.Generator]], floors: list[float], callback: Callback | None,
+                ) -> tuple[list[SolveOutput], list[str | None], list[int]]:
+    """Run every target's starts in turn, batching the targets whose current start uses the same scheme;
+    a target stops once a start reaches its floor. Returns the best output, its scheme and the number
+    of starts run, per target."""
+    count = problem.batch
+    shape, method = problem.shape, problem.method.name
+    best: list[SolveOutput | None] = [None] * count
+    best_scheme: list[str | None] = [None] * count
+    starts = [0] * count
+    pending, attempt = list(range(count)), 0
+    while pending:
+        by_scheme: dict[str | None, list[int]] = {}
+        for k in pending:
+            by_scheme.setdefault(schedules[k][attempt], []).append(k)
+        for scheme, group in by_scheme.items():
+            part = problem.subset(torch.tensor(group))
+            factors0 = None
+            if chosen.iterative:
+                shared = part.base is not None and part.base.shape[0] == 1
+                per_target = [inits.initialize(scheme, method, shape, problem.ranks, target=part.target[i],
+                                               base=None if part.base is None else part.base[0 if shared else i],
+                                               seed=start_rngs[k][attempt], dtype=part.target.dtype,
+                                               device=part.target.device)
+                              for i, k in enumerate(group)]
+                factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
+            outs = chosen.solve(part, factors0, options, callback, [start_rngs[k][attempt] for k in group])
+            for k, out in zip(group, outs):
+                starts[k] += 1
+                if best[k] is None or min(out.history) < min(best[k].history):
+                    best[k], best_scheme[k] = out, scheme
+        attempt += 1
+        pending = [k for k in pending if min(best[k].history) > floors[k] and attempt < len(schedules[k])]
+    return best, best_scheme, starts  # type: ignore[return-value]
 
 
 def _rank_tolerance(dtype: torch.dtype) -> float:

@@ -156,6 +156,17 @@ triplets come from a randomized SVD with 8 power iterations in the matrix's dtyp
 exact SVD."""
 
 
+def top_singular_triplets(matrix: torch.Tensor, count: int, device: torch.device | None = None,
+                          rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The top ``count`` singular triplets ``(U, S, Vh)``: exact (float64) up to :data:`EXACT_SVD_MAX`,
+    randomized beyond (8 power iterations, in the matrix's dtype, seeded from ``rng``, default seed 0)."""
+    device = matrix.device if device is None else device
+    if min(matrix.shape) > EXACT_SVD_MAX:
+        return randomized_svd(matrix.to(device=device), count, oversample=max(10, count), power_iters=8,
+                              seed=rng if rng is not None else 0)
+    return truncated_svd(matrix.to(device=device, dtype=torch.float64), count)
+
+
 def svd_pair(matrix: torch.Tensor, first: int, count: int, dtype: torch.dtype, device: torch.device,
              *, smallest: bool = False, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(U sqrt(S), sqrt(S) Vh)`` of singular triplets ``first .. first+count-1`` (0-based).
@@ -169,11 +180,10 @@ def svd_pair(matrix: torch.Tensor, first: int, count: int, dtype: torch.dtype, d
     if first + count > k:
         raise ValueError(f"this init needs singular triplets {first + 1}..{first + count}, but the matrix "
                          f"has only {k}: lower the ranks")
-    if k > EXACT_SVD_MAX and not smallest:
-        u, s, vh = randomized_svd(matrix.to(device=device), first + count, oversample=max(10, first + count),
-                                  power_iters=8, seed=rng if rng is not None else 0)
-    else:
+    if smallest:  # the smallest triplets need the full exact SVD at any size
         u, s, vh = truncated_svd(matrix.to(device=device, dtype=torch.float64), first + count)
+    else:
+        u, s, vh = top_singular_triplets(matrix, first + count, device, rng)
     b, a = split_factors(u[:, first:], s[first:], vh[first:])
     return b.to(dtype), a.to(dtype)
 
@@ -403,7 +413,7 @@ def segre(shape, ranks, *, target, base, alpha, rng, dtype, device) -> Factors:
     r1, r2 = ranks
     if applicable(tuple(target.shape), r1, r2):
         try:
-            found = segre_factors(target, r1, r2, rng=rng, exact_max=EXACT_SVD_MAX)
+            found = segre_factors(target, r1, r2, rng=rng)
             return {k: v.to(device=device, dtype=dtype) for k, v in found.items()}
         except np.linalg.LinAlgError:
             pass

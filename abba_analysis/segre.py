@@ -31,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .linalg import randomized_svd, truncated_svd
+from .inits import top_singular_triplets
+
 
 ANCHOR_TRIES = 3
 
@@ -115,16 +116,7 @@ def _split_rank_one(rows: np.ndarray, r1: int, r2: int) -> tuple[np.ndarray, np.
     return u[:, :, 0] * s[:, :1], vh[:, 0, :]
 
 
-def _top_left_vectors(target: torch.Tensor, count: int, exact_max: int) -> np.ndarray:
-    if min(target.shape) > exact_max:
-        u = randomized_svd(target, count, oversample=max(10, count), power_iters=8, seed=0)[0]
-    else:
-        u = truncated_svd(target.to(torch.float64), count)[0]
-    return u.to(torch.float64).cpu().numpy()
-
-
-def segre_factors(target: torch.Tensor, r1: int, r2: int, *, rng: np.random.Generator,
-                  exact_max: int = 2048) -> dict[str, torch.Tensor]:
+def segre_factors(target: torch.Tensor, r1: int, r2: int, *, rng: np.random.Generator) -> dict[str, torch.Tensor]:
     """ABBA factors of ``target`` found algebraically (see the module notes); exact on exact products.
 
     Parameters
@@ -134,8 +126,6 @@ def segre_factors(target: torch.Tensor, r1: int, r2: int, *, rng: np.random.Gene
         The ranks; ``r1 r2 <= min(m, n)`` and ``max(m, n)`` large enough (:func:`applicable`).
     rng : numpy Generator
         Draws the anchor rows (a few draws are tried; the best reconstruction is kept).
-    exact_max : int
-        Beyond this ``min(m, n)`` the top singular vectors come from a randomized SVD.
 
     Returns
     -------
@@ -146,10 +136,11 @@ def segre_factors(target: torch.Tensor, r1: int, r2: int, *, rng: np.random.Gene
         raise ValueError(f"the algebraic ABBA factorization at ({r1}, {r2}) needs r1 r2 <= min(m, n) and "
                          f"max(m, n) >= {max(rows_needed(r1, r2), r1 * r2 + 2)}; got shape {(m, n)}")
     if m < rows_needed(r1, r2) or m < r1 * r2 + 2:  # the quadrics live on the rows: use the other side
-        flipped = segre_factors(target.mT, r1, r2, rng=rng, exact_max=exact_max)
+        flipped = segre_factors(target.mT, r1, r2, rng=rng)
         return {"B1": flipped["A1"].mT, "A1": flipped["B1"].mT, "B2": flipped["A2"].mT, "A2": flipped["B2"].mT}
     r = r1 * r2
-    u = _top_left_vectors(target, r, exact_max)
+    # T's top singular vectors: exact up to EXACT_SVD_MAX, randomized beyond (as the other inits).
+    u = top_singular_triplets(target, r)[0].to(torch.float64).cpu().numpy()
     work = target.to(torch.float64)
     norm = float(torch.linalg.matrix_norm(work))
     count = quadric_count(r1, r2)

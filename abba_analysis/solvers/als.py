@@ -266,8 +266,7 @@ class ALS:
         beta = torch.full((batch,), options.beta, dtype=torch.float64)
         beta_cap = torch.ones(batch, dtype=torch.float64)
         ridge = torch.full((batch,), base_ridge, dtype=torch.float64)
-        active = torch.arange(batch)
-        part = problem
+        rows, part = torch.arange(batch), problem  # the targets still sweeping, and their problems
 
         def retry(mask: torch.Tensor, candidate: Factors, errors: torch.Tensor, rows: torch.Tensor) -> None:
             """Replace the candidates of ``mask`` by a plain sweep from the accepted iterate."""
@@ -278,7 +277,6 @@ class ALS:
                 candidate[k][local] = redo[k]
 
         for it in range(1, options.max_iter + 1):
-            rows = active
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
             xa = _select(x, rows)
             extrapolated = options.extrapolate and it > 1
@@ -332,6 +330,5 @@ class ALS:
             if bool(done.all()):
                 break
             if bool(done.any()):
-                active = rows[~done]
-                part = part.subset((~done).nonzero()[:, 0])
+                rows, part = rows[~done], part.subset((~done).nonzero()[:, 0])
         return unbatch(x, histories, statuses, messages)

@@ -181,8 +181,8 @@ def abba_bracket(matrix_or_spectrum: ArrayLike, r1: int, r2: int, *, randomized:
         m = as_matrix(matrix_or_spectrum, "matrix")
         k = min(r1 * r2, *m.shape)
         top = randomized_svd(m, k, oversample=max(10, k // 4), power_iters=8, seed=0)[1].double().cpu().numpy()
-        total = float(torch.linalg.matrix_norm(m.double()) ** 2) if m.numel() < 2**26 else float(
-            sum(float(chunk.double().square().sum()) for chunk in m.split(1024)))
+        # Energy in float64, a block of rows at a time (a float64 copy would double the memory).
+        total = sum(float(chunk.double().square().sum()) for chunk in m.split(256))
 
         def tail(r: int) -> float:
             return math.sqrt(max(total - float(np.sum(top[:r] ** 2)), 0.0) / total)

@@ -90,6 +90,14 @@ def test_cuda_matches_cpu():
 T0 = aa.targets.gaussian(20, 15, seed=0)
 
 
+def test_non_finite_entry_in_a_later_block_of_rows_is_found():
+    """The finiteness check runs a block of rows at a time: an Inf in the last block must not slip by."""
+    wide = np.ones((5, 2**19), dtype=np.float32)  # blocks of 2 rows
+    wide[-1, -1] = np.inf
+    with pytest.raises(ValueError, match="target holds NaN or Inf"):
+        aa.fit(wide, "lora", 1)
+
+
 @pytest.mark.parametrize(
     "kwargs,error,match",
     [

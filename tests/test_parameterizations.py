@@ -88,6 +88,22 @@ def test_analytic_gradients_match_autograd(method, ranks):
         torch.testing.assert_close(grads[name], g, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("method,ranks", [("lora", (3,)), ("hira", (3,)), ("abba", (2, 3))])
+def test_materialize_without_grad_matches_and_leaves_factors_alone(method, ranks):
+    """Without autograd, materialize multiplies in place (memory): same values, factors untouched."""
+    shape = (11, 9)
+    param = get_method(method)
+    f = random_factors(method, shape, ranks, seed=3)
+    before = {k: v.clone() for k, v in f.items()}
+    base = torch.randn(*shape, dtype=torch.float64) if method == "hira" else None
+    leaves = {k: v.clone().requires_grad_(True) for k, v in f.items()}
+    with torch.no_grad():
+        fast = param.materialize(f, base, scale=0.5)
+    torch.testing.assert_close(fast, param.materialize(leaves, base, scale=0.5).detach(), rtol=0, atol=0)
+    for k in f:
+        assert torch.equal(f[k], before[k])
+
+
 @pytest.mark.parametrize("method,ranks", [("lora", (2,)), ("hira", (2,)), ("abba", (2, 2))])
 def test_analytic_gradients_pass_gradcheck(method, ranks):
     """Wrap the analytic gradients in an autograd Function and check them by finite differences."""

@@ -90,7 +90,10 @@ class ABBA:
         return min(ranks[0] * ranks[1], *shape)
 
     def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
-        return scale * (factors["B1"] @ factors["A1"]) * (factors["B2"] @ factors["A2"])
+        product, other = factors["B1"] @ factors["A1"], factors["B2"] @ factors["A2"]
+        # In place when autograd needs neither product: one m x n tensor less at the peak.
+        product = product * other if product.requires_grad or other.requires_grad else product.mul_(other)
+        return product if scale == 1 else product * scale
 
     def gradients(
         self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None

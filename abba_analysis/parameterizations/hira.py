@@ -24,7 +24,9 @@ class HiRA(SinglePairShapes):
     def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
         if base is None:
             raise ValueError("base (the frozen weight W0) is required to materialize a HiRA update")
-        return scale * base * (factors["B"] @ factors["A"])
+        product = factors["B"] @ factors["A"]
+        product = product * base if product.requires_grad or base.requires_grad else product.mul_(base)
+        return product if scale == 1 else product * scale
 
     def gradients(
         self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None

@@ -60,7 +60,8 @@ class LoRA(SinglePairShapes):
         return min(ranks[0], *shape)
 
     def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
-        return scale * (factors["B"] @ factors["A"])
+        product = factors["B"] @ factors["A"]
+        return product if scale == 1 else product * scale
 
     def gradients(
         self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None

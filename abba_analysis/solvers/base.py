@@ -63,7 +63,8 @@ class Problem:
 
     def relative_errors(self, factors: Factors) -> torch.Tensor:
         """``||target[k] - materialize(factors)[k]||_F / ||target[k]||_F`` for every k, as a (K,) tensor."""
-        residual = self.method.materialize(factors, self.base) - self.target
+        with torch.no_grad():  # materialize returns a fresh tensor: subtract in place
+            residual = self.method.materialize(factors, self.base).sub_(self.target)
         return torch.linalg.matrix_norm(residual) / torch.linalg.matrix_norm(self.target)
 
 

@@ -10,7 +10,7 @@ from .closed_form import DivideSVD, ExactSVD, RandomizedSVD
 SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSVD(), RandomizedSVD(), DivideSVD(), Adam(), ALS())}
 
 # The fastest reliable solver per method: LoRA's optimum is closed form; for HiRA and ABBA the exact
-# block-coordinate solver ends within 0.3% of Adam's 3000-step error, usually below it, in 0.06-0.34
+# block-coordinate solver ends within 0.2% of Adam's 3000-step error, usually below it, in 0.07-0.32
 # of Adam's time (benchmarks/RESULTS.md) and, being monotone from a LoRA(r1) start, never ends above
 # LoRA at rank r1.
 AUTO = {"lora": "svd", "hira": "als", "abba": "als"}

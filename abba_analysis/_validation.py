@@ -42,6 +42,13 @@ def resolve_dtype(dtype: str | torch.dtype | np.dtype | None, like: torch.dtype)
     raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
 
 
+def row_blocks(t: torch.Tensor, elements: int = 2**20) -> tuple[torch.Tensor, ...]:
+    """Views of ``t``'s rows (all leading axes flattened) in blocks of about ``elements`` entries, for
+    element-wise work whose temporaries should stay small next to a big matrix."""
+    rows = t.reshape(-1, t.shape[-1])
+    return rows.split(max(1, elements // t.shape[-1]))
+
+
 def as_matrix(
     x: ArrayLike,
     name: str,
@@ -86,8 +93,7 @@ def as_matrix(
         raise ValueError(f"{name} must not be empty, got shape {tuple(t.shape)}")
     t = t.to(device=device if device is not None else t.device, dtype=resolve_dtype(dtype, t.dtype))
     # Checked a block of rows at a time: isfinite on the whole matrix costs ~2x its memory.
-    rows = t.reshape(-1, t.shape[-1])
-    if not all(bool(torch.isfinite(block).all()) for block in rows.split(max(1, 2**20 // t.shape[-1]))):
+    if not all(bool(torch.isfinite(block).all()) for block in row_blocks(t)):
         raise ValueError(f"{name} holds NaN or Inf values")
     return t
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._validation import ArrayLike, as_matrix, check_positive_int
+from ._validation import ArrayLike, as_matrix, check_positive_int, row_blocks
 
 
 def _pair(target: ArrayLike, approx: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +182,7 @@ def abba_bracket(matrix_or_spectrum: ArrayLike, r1: int, r2: int, *, randomized:
         k = min(r1 * r2, *m.shape)
         top = randomized_svd(m, k, oversample=max(10, k // 4), power_iters=8, seed=0)[1].double().cpu().numpy()
         # Energy in float64, a block of rows at a time (a float64 copy would double the memory).
-        total = sum(float(chunk.double().square().sum()) for chunk in m.split(256))
+        total = sum(float(block.double().square().sum()) for block in row_blocks(m))
 
         def tail(r: int) -> float:
             return math.sqrt(max(total - float(np.sum(top[:r] ** 2)), 0.0) / total)

@@ -125,18 +125,17 @@ def test_row_and_column_updates_solve_the_proximal_least_squares_problems():
     rows = update_rows(target, weight, left, right, dense_weight_gram(squared, right), lam)[0]
     cols = update_cols(target, weight, left, right, dense_weight_gram(squared.mT, left.mT), lam)[0]
 
-    def proximal_lstsq(design, rhs, centre, diag_mean):
+    def proximal_lstsq(design, rhs, centre, diag_mean, diag_mean_max):
         mu = np.sqrt(ridge * diag_mean + np.finfo(np.float64).eps * diag_mean_max)
         stacked = np.vstack([design, mu * np.eye(design.shape[1])])
         return np.linalg.lstsq(stacked, np.concatenate([rhs, mu * centre]), rcond=None)[0]
 
     T, W, L, R = (x[0].numpy() for x in (target, weight, left, right))
     means = [np.mean(np.sum((R * W[i]) ** 2, axis=1)) for i in range(m)]
-    diag_mean_max = max(means)
-    expected_rows = np.stack([proximal_lstsq((R * W[i]).T, T[i], L[i], means[i]) for i in range(m)])
+    expected_rows = np.stack([proximal_lstsq((R * W[i]).T, T[i], L[i], means[i], max(means)) for i in range(m)])
     means = [np.mean(np.sum((L * W[:, j, None]) ** 2, axis=0)) for j in range(n)]
-    diag_mean_max = max(means)
-    expected_cols = np.stack([proximal_lstsq(L * W[:, j, None], T[:, j], R[:, j], means[j]) for j in range(n)], axis=1)
+    expected_cols = np.stack([proximal_lstsq(L * W[:, j, None], T[:, j], R[:, j], means[j], max(means))
+                              for j in range(n)], axis=1)
     np.testing.assert_allclose(rows.numpy(), expected_rows, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(cols.numpy(), expected_cols, rtol=1e-10, atol=1e-12)
 

@@ -12,7 +12,7 @@ import math
 import torch
 
 from .._validation import check_positive_int
-from .base import Factors, factor_param_count
+from .base import Factors, factor_param_count, hadamard
 
 
 def abba_scale(alpha: float, r1: int, r2: int) -> float:
@@ -90,9 +90,7 @@ class ABBA:
         return min(ranks[0] * ranks[1], *shape)
 
     def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
-        product, other = factors["B1"] @ factors["A1"], factors["B2"] @ factors["A2"]
-        # In place when autograd needs neither product: one m x n tensor less at the peak.
-        product = product * other if product.requires_grad or other.requires_grad else product.mul_(other)
+        product = hadamard(factors["B1"] @ factors["A1"], factors["B2"] @ factors["A2"])
         return product if scale == 1 else product * scale
 
     def gradients(

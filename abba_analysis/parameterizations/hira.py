@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Factors
+from .base import Factors, hadamard
 from .lora import SinglePairShapes
 
 
@@ -24,8 +24,7 @@ class HiRA(SinglePairShapes):
     def materialize(self, factors: Factors, base: torch.Tensor | None = None, scale: float = 1.0) -> torch.Tensor:
         if base is None:
             raise ValueError("base (the frozen weight W0) is required to materialize a HiRA update")
-        product = factors["B"] @ factors["A"]
-        product = product * base if product.requires_grad or base.requires_grad else product.mul_(base)
+        product = hadamard(factors["B"] @ factors["A"], base)
         return product if scale == 1 else product * scale
 
     def gradients(

@@ -145,11 +145,16 @@ def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tenso
     return step.to(gradient.dtype)
 
 
+def residual(left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``(left @ right) ⊙ weight - target``, in place on one new m x n tensor."""
+    return (left @ right).mul_(weight).sub_(target)
+
+
 def weighted_residual(left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor,
                       target: torch.Tensor) -> torch.Tensor:
-    """``((left @ right) ⊙ weight - target) ⊙ weight``, in place on one new m x n tensor: the
-    factor gradients of ``½||(left @ right) ⊙ weight - target||^2`` are its products with the factors."""
-    return (left @ right).mul_(weight).sub_(target).mul_(weight)
+    """:func:`residual` ``⊙ weight``: the factor gradients of ``½||(left @ right) ⊙ weight - target||^2``
+    are its products with the factors."""
+    return residual(left, right, weight, target).mul_(weight)
 
 
 def update_rows(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
@@ -232,8 +237,7 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor) -> torch.
             f[b] = update_rows(target, weight, f[b], f[a], dense_weight_gram(squared, f[a]), ridge)
             f[a] = update_cols(target, weight, f[b], f[a], dense_weight_gram(squared.mT, f[b].mT), ridge)
             del squared
-    residual = f["B1"] @ f["A1"]
-    return residual.mul_(weight).sub_(target)
+    return residual(f["B1"], f["A1"], weight, target)
 
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: torch.Tensor) -> torch.Tensor:
@@ -243,7 +247,7 @@ def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: tor
     f["B"] = update_rows(target, base, f["B"], f["A"], dense_weight_gram(squared, f["A"]), ridge)
     f["A"] = update_cols(target, base, f["B"], f["A"], dense_weight_gram(squared.mT, f["B"].mT), ridge)
     del squared
-    return (f["B"] @ f["A"]).mul_(base).sub_(target)
+    return residual(f["B"], f["A"], base, target)
 
 
 def _select(f: Factors, rows: torch.Tensor) -> Factors:
@@ -280,12 +284,12 @@ class ALS:
         def sweep(part: Problem, f: Factors, ridge: torch.Tensor) -> torch.Tensor:
             """One sweep of every factor of the targets in ``part``, in place; their new errors."""
             if abba:
-                residual = _abba_sweep(part.target, f, ridge)
+                residuals = _abba_sweep(part.target, f, ridge)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
-                residual = _hira_sweep(part.target, part.base, f, ridge)
+                residuals = _hira_sweep(part.target, part.base, f, ridge)
                 _balance(f["B"], f["A"])
-            return torch.linalg.matrix_norm(residual).double().cpu()
+            return torch.linalg.matrix_norm(residuals).double().cpu()
 
         x = {k: v.detach().clone() for k, v in factors.items()}  # every target's accepted iterate
         previous = {k: v.clone() for k, v in x.items()}  # and the one before (for extrapolation)

@@ -4,7 +4,6 @@ import pytest
 
 import abba_analysis as aa
 from abba_analysis import metrics
-from conftest import exact_abba
 
 KINDS = {
     "low_rank": dict(rank=20),

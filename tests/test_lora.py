@@ -2,10 +2,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 import abba_analysis as aa
-from abba_analysis import metrics
 
 
 @pytest.mark.parametrize("r", [1, 12, 24, 100])

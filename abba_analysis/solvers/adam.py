@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .base import BestIterate, Callback, Factors, Problem, SolveOutput, check_range, stalled, unbatch
+from .base import BestIterate, Callback, Factors, Problem, SolveOutput, check_range, unbatch
 
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("float32", "tf32", "bf16")

@@ -4,7 +4,11 @@ K float32 Gaussian targets of one shape are fitted once as a (K, m, n) stack and
 with the same seeds (so the same fits: the errors agree to rounding, checked). Per solver we print
 the median wall time of ``--repeats`` runs of each and the loop / batched ratio.
 
-    python benchmarks/bench_batched.py [--count 64] [--size 128] [--repeats 5]
+With ``--sweeps N`` the block-coordinate fits run N sweeps (no stopping on relative improvement), which
+measures the batch's throughput alone: by default each target stops on its own, and the last
+sweeps of a batch, with few targets left, cost what the loop's do.
+
+    python benchmarks/bench_batched.py [--count 64] [--size 128] [--repeats 5] [--sweeps N]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ CASES = {
     "hira-als (default)": dict(method="hira", rank=8),
     "lora-svd (default)": dict(method="lora", rank=8),
 }
+ALS_CASES = ("abba-als (default)", "hira-als (default)")
 
 
 def main() -> None:
@@ -33,18 +38,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sweeps", type=int, default=None, help="run the ALS fits this many sweeps, without the rtol stop")
     args = parser.parse_args()
     k, n = args.count, args.size
     targets = np.stack([aa.targets.gaussian(n, seed=s, dtype="float32") for s in range(k)])
     base = aa.targets.gaussian(n, seed=10_000, dtype="float32")
     seeds = list(range(k))
     aa.fit(targets[:2], "abba", (2, 2), max_iter=3, device=args.device)  # first-call costs out of the timings
-    print(f"# {k} targets of {n}x{n}, float32, device {args.device}; {machine()}; medians of {args.repeats}")
+    fixed = f"; ALS fits run {args.sweeps} sweeps" if args.sweeps else ""
+    print(f"# {k} targets of {n}x{n}, float32, device {args.device}{fixed}; {machine()}; medians of {args.repeats}")
     print("| fit | loop s | batched s | loop / batched | max error difference |")
     print("|---|---|---|---|---|")
     for name in args.cases:
         case = dict(CASES[name], base=base if CASES[name]["method"] == "hira" else None, device=args.device,
                     bracket=False)
+        if args.sweeps and name in ALS_CASES:
+            case.update(max_iter=args.sweeps, rtol=0.0)
         loop_s, batch_s = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()

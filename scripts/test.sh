@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Set up the environment if needed, then run the whole test suite (tests/, doctests, notebooks).
+# Set up the environment if needed, lint (pyflakes rules), then run the whole test suite
+# (tests/, doctests, notebooks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="dev,real,dask" bash scripts/setup.sh
 . .venv/bin/activate
+python -m ruff check --quiet abba_analysis tests benchmarks
 python -m pytest -n 2 "$@"

@@ -4,9 +4,8 @@ K float32 Gaussian targets of one shape are fitted once as a (K, m, n) stack and
 with the same seeds (so the same fits: the errors agree to rounding, checked). Per solver we print
 the median wall time of ``--repeats`` runs of each and the loop / batched ratio.
 
-With ``--sweeps N`` the block-coordinate fits run N sweeps (no stopping on relative improvement), which
-measures the batch's throughput alone: by default each target stops on its own, and the last
-sweeps of a batch, with few targets left, cost what the loop's do.
+With ``--sweeps N`` the block-coordinate fits run N sweeps (no stopping on relative improvement):
+the batch's throughput, apart from the targets' different stopping points.
 
     python benchmarks/bench_batched.py [--count 64] [--size 128] [--repeats 5] [--sweeps N]
 """

@@ -309,7 +309,7 @@ def _start_schedules(generators: list[np.random.Generator], iterative: bool, ini
     algebraic start's drawn last, so the other starts' streams do not depend on whether it runs.
     """
     schedules, start_rngs = [], []
-    for g, first_algebraic in zip(generators, algebraic):
+    for g, first_algebraic in zip(generators, algebraic, strict=True):
         if not iterative:
             schedules.append([None]), start_rngs.append([g])
             continue
@@ -348,7 +348,7 @@ def _run_starts(problem: Problem, chosen: Solver, options: Any, schedules: list[
                               for i, k in enumerate(group)]
                 factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
             outs = chosen.solve(part, factors0, options, callback, [start_rngs[k][attempt] for k in group])
-            for k, out in zip(group, outs):
+            for k, out in zip(group, outs, strict=True):
                 starts[k] += 1
                 if best[k] is None or min(out.history) < min(best[k].history):
                     best[k], best_scheme[k] = out, scheme

@@ -450,7 +450,8 @@ def random_gaussian(shape, ranks, *, target, base, alpha, rng, dtype, device) ->
     if base is not None and len(ranks) == 1:
         gain *= float(base.square().mean())
     sigma = (norm2 / gain) ** (1.0 / (2 * len(names_))) if norm2 > 0 and gain > 0 else 1.0
-    shapes = dict(zip(names_, [(m, ranks[0]), (ranks[0], n), (m, ranks[-1]), (ranks[-1], n)]))
+    # One pair (LoRA, HiRA) takes the first two shapes.
+    shapes = dict(zip(names_, [(m, ranks[0]), (ranks[0], n), (m, ranks[-1]), (ranks[-1], n)], strict=False))
     return {k: _host(sigma * rng.standard_normal(s), dtype, device) for k, s in shapes.items()}
 
 

@@ -130,7 +130,7 @@ def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool) -> list
 
     kinds = list(dict.fromkeys(fig2.results["target_kind"]))
     fig, axes = plt.subplots(1, len(kinds), figsize=(3.8 * len(kinds), 3.2), constrained_layout=True)
-    for ax, kind in zip(np.atleast_1d(axes), kinds):
+    for ax, kind in zip(np.atleast_1d(axes), kinds, strict=True):
         target = fig2.results[fig2.results.target_kind == kind]["target"].iloc[0]
         plotting.spectra(fig2.spectra, target, ax=ax)
     _save(fig, out_dir, "fig2_spectra")

@@ -71,7 +71,7 @@ def main() -> None:
                     best, best_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False)
                     reach = time_to_error(best.history, best_t, adam.error)
                     rows.append((adam.error, best.error, adam_t[-1], reach, reach / adam_t[-1]))
-                a_err, d_err, a_s, d_s, ratio = (median(c) for c in zip(*rows))
+                a_err, d_err, a_s, d_s, ratio = (median(c) for c in zip(*rows, strict=True))
                 ratios.append(ratio)
                 rel = (d_err - a_err) / a_err
                 print(f"| {shape_text} | {kind} | {r} | {a_err:.5f} | {d_err:.5f} | {100 * rel:+.2f}% | {a_s:.2f} | "

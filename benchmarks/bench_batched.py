@@ -61,7 +61,7 @@ def main() -> None:
             start = time.perf_counter()
             batched = aa.fit(targets, seed=seeds, **case)
             batch_s.append(time.perf_counter() - start)
-        diff = max(abs(a.error - b.error) for a, b in zip(single, batched))
+        diff = max(abs(a.error - b.error) for a, b in zip(single, batched, strict=True))
         print(f"| {name} | {median(loop_s):.2f} | {median(batch_s):.2f} | "
               f"{median(loop_s) / median(batch_s):.1f}x | {diff:.1e} |")
 

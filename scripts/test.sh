@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up the environment if needed, lint (pyflakes rules), then run the whole test suite
+# Set up the environment if needed, lint (ruff: pyflakes rules, zip without strict=), then run the whole test suite
 # (tests/, doctests, notebooks).
 set -euo pipefail
 cd "$(dirname "$0")/.."

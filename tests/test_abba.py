@@ -87,12 +87,12 @@ def test_adam_state_matches_torch_optim_adam():
         grads = [torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(2)]
         lr = 0.01 * (1 - step / 20)
         state.step(grads, lr)
-        for g, p in zip(grads, theirs):
+        for g, p in zip(grads, theirs, strict=True):
             p.grad = g.clone()
         for group in reference.param_groups:
             group["lr"] = lr
         reference.step()
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b.detach(), rtol=1e-12, atol=1e-14)
 
 

@@ -83,7 +83,7 @@ def test_analytic_gradients_match_autograd(method, ranks):
     auto = torch.autograd.grad(loss, list(leaves.values()))
     residual2, grads = param.gradients(f, target, base)
     assert float(residual2) == pytest.approx(2 * float(loss.detach()), rel=1e-12)
-    for name, g in zip(leaves, auto):
+    for name, g in zip(leaves, auto, strict=True):
         torch.testing.assert_close(grads[name], g, rtol=1e-10, atol=1e-12)
 
 
@@ -116,12 +116,12 @@ def test_analytic_gradients_pass_gradcheck(method, ranks):
         @staticmethod
         def forward(ctx, *tensors):
             ctx.save_for_backward(*tensors)
-            residual2, _ = param.gradients(dict(zip(names, tensors)), target, base)
+            residual2, _ = param.gradients(dict(zip(names, tensors, strict=True)), target, base)
             return 0.5 * residual2
 
         @staticmethod
         def backward(ctx, grad_out):
-            _, grads = param.gradients(dict(zip(names, ctx.saved_tensors)), target, base)
+            _, grads = param.gradients(dict(zip(names, ctx.saved_tensors, strict=True)), target, base)
             return tuple(grad_out * grads[k] for k in names)
 
     f = random_factors(method, shape, ranks, seed=2)

@@ -206,7 +206,7 @@ def run_batch(batch: Batch) -> list[dict[str, Any]]:
                   callback=(lambda *_: stamps.append(time.perf_counter() - start)) if unit.history else None,
                   **dict(unit.options))
     results = [results] if len(batch) == 1 else results
-    return [_record(u, result, spectrum, stamps) for u, result, (_, _, spectrum) in zip(batch.units, results, loaded)]
+    return [_record(u, result, spectrum, stamps) for u, result, (_, _, spectrum) in zip(batch.units, results, loaded, strict=True)]
 
 
 def _record(unit: WorkUnit, result: FitResult, spectrum: np.ndarray, stamps: list[float]) -> dict[str, Any]:
@@ -238,6 +238,6 @@ def _record(unit: WorkUnit, result: FitResult, spectrum: np.ndarray, stamps: lis
     history = []
     if unit.history:
         times = [0.0] + stamps[: len(result.history) - 1]
-        history = [[i, float(t), float(e)] for i, (t, e) in enumerate(zip(times, result.history)) if math.isfinite(e)]
+        history = [[i, float(t), float(e)] for i, (t, e) in enumerate(zip(times, result.history, strict=False)) if math.isfinite(e)]
     return {"row": row, "spectrum": spectra, "target_spectrum": [float(v) for v in spectrum[:SPECTRUM_LENGTH]],
             "history": history}

@@ -36,7 +36,7 @@ def scaling_moments(table: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.F
     """Forward second moment against r1 r2 for each scale law: Monte Carlo (dots) and theory (lines)."""
     require_columns(table, ["r1r2", "scale", "forward", "forward_theory"], "scaling_moments")
     fig, (axis,) = figure_and_axes(ax, width=4.5)
-    for (scale, part), color in zip(table.groupby("scale", sort=False), sns.color_palette("tab10")):
+    for (scale, part), color in zip(table.groupby("scale", sort=False), sns.color_palette("tab10"), strict=False):
         axis.plot(part["r1r2"], part["forward_theory"], "-", color=color, label=f"s = {scale}")
         axis.plot(part["r1r2"], part["forward"], "o", color=color, ms=4)
         if "backward" in part:

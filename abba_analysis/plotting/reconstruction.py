@@ -40,7 +40,7 @@ def error_vs_rank(
         raise ValueError(f"with ax=, choose one target kind (kinds=[...]); the table has {kinds}")
     fig, axes = figure_and_axes(ax, len(kinds), width=3.6)
     column = "error_squared" if squared else "error"
-    for axis, kind in zip(axes, kinds):
+    for axis, kind in zip(axes, kinds, strict=True):
         sub = results[results.target_kind == kind]
         if band:
             abba = sub[sub.method == "abba"]
@@ -70,7 +70,7 @@ def error_vs_params(results: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt
     """Error against trainable parameters, per method and target kind (mean over seeds)."""
     require_columns(results, ["target_kind", "method", "params", "error"], "error_vs_params")
     fig, (axis,) = figure_and_axes(ax, width=5.0)
-    styles = dict(zip(dict.fromkeys(results["target_kind"]), ["-", "--", ":", "-.", (0, (3, 1, 1, 1))] * 4))
+    styles = dict(zip(dict.fromkeys(results["target_kind"]), ["-", "--", ":", "-.", (0, (3, 1, 1, 1))] * 4, strict=False))
     for (kind, method), part in results.groupby(["target_kind", "method"], sort=False):
         stats = _mean_sd(part, "params", "error")
         axis.plot(stats["params"], stats["mean"], marker="o", ms=3, ls=styles[kind],
@@ -155,7 +155,7 @@ def convergence(
         raise ValueError(f"x must be 'iteration' or 'seconds', got {x!r}")
     require_columns(histories, ["key", "solver", x, "error"], "convergence")
     fig, (axis,) = figure_and_axes(ax, width=4.5)
-    palette = dict(zip(sorted(histories["solver"].unique()), sns.color_palette("tab10")))
+    palette = dict(zip(sorted(histories["solver"].unique()), sns.color_palette("tab10"), strict=False))
     labelled = set()
     for key, part in histories.groupby("key", sort=False):
         solver = part["solver"].iloc[0]

@@ -174,7 +174,7 @@ class Adam:
         active = torch.arange(batch)  # targets still stepping; state.params hold only these
         with torch.no_grad():
             for step in range(options.steps + 1):
-                params = dict(zip(names, state.params))
+                params = dict(zip(names, state.params, strict=True))
                 with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=options.precision == "bf16"):
                     residual2, grads = problem.method.gradients(params, target, base)
                 if options.precision == "bf16":  # the moments and factors stay float32

@@ -89,7 +89,7 @@ def unbatch(factors: Factors, histories: list[list[float]], statuses: list[str],
             messages: list[str]) -> list[SolveOutput]:
     """Split batched factors and per-target records into one :class:`SolveOutput` per target."""
     return [SolveOutput({name: v[k] for name, v in factors.items()}, history, len(history) - 1, status, message)
-            for k, (history, status, message) in enumerate(zip(histories, statuses, messages))]
+            for k, (history, status, message) in enumerate(zip(histories, statuses, messages, strict=True))]
 
 
 class Solver(Protocol):

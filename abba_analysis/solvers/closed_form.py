@@ -66,7 +66,7 @@ class RandomizedSVD:
         rngs = rngs if rngs is not None else [np.random.default_rng() for _ in range(problem.batch)]
         pairs = [split_factors(*randomized_svd(t, problem.ranks[0], oversample=options.oversample,
                                                power_iters=options.power_iters, seed=rng))
-                 for t, rng in zip(problem.target, rngs)]
+                 for t, rng in zip(problem.target, rngs, strict=True)]
         return exact_outputs(problem, {"B": torch.stack([b for b, _ in pairs]), "A": torch.stack([a for _, a in pairs])})
 
 

@@ -139,6 +139,57 @@ def test_row_and_column_updates_solve_the_proximal_least_squares_problems():
     np.testing.assert_allclose(cols.numpy(), expected_cols, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("r", [1, 3, 8])
+def test_lane_wise_cholesky_solves_like_lu_and_flags_indefinite_systems(r):
+    from abba_analysis.linalg import cholesky_solve_lanes
+
+    gen = torch.Generator().manual_seed(r)
+    x = torch.randn(2, 50, r, r + 2, generator=gen, dtype=torch.float64)
+    gram = x @ x.mT + 1e-3 * torch.eye(r, dtype=torch.float64)  # (2, 50, r, r), positive definite
+    gram[1, 7] = -torch.eye(r, dtype=torch.float64)  # not positive definite
+    rhs = torch.randn(2, 50, r, generator=gen, dtype=torch.float64)
+    expected = torch.linalg.solve(gram, rhs[..., None])[..., 0]
+    lanes = cholesky_solve_lanes(gram.permute(0, 2, 3, 1).contiguous(), rhs.mT.contiguous()).mT
+    finite = torch.isfinite(lanes).all(dim=-1)
+    assert not finite[1, 7] and int(finite.sum()) == 99
+    torch.testing.assert_close(lanes[finite], expected[finite], rtol=1e-10, atol=1e-12)
+
+
+def test_lane_wise_and_lu_proximal_steps_agree(monkeypatch):
+    """Both routes of proximal_step give the same steps, an indefinite Gram (rounding can make one)
+    falling back to LU and an all-zero one staying solvable through the ridge's floor."""
+    from abba_analysis.solvers import als
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 40, 4, 9, generator=gen, dtype=torch.float64)
+    gram = x @ x.mT
+    gram[0, 5] = torch.diag(torch.tensor([1.0, 1.0, 1.0, -1e-3], dtype=torch.float64))
+    gram[2, 9] = 0
+    gradient = torch.randn(3, 40, 4, generator=gen, dtype=torch.float64)
+    ridge = torch.tensor([1e-6, 1e-3, 1e-10], dtype=torch.float64)
+    monkeypatch.setattr(als, "LANE_SOLVE_MIN_SYSTEMS", 10**9)
+    by_lu = als.proximal_step(gram, gradient, ridge)
+    monkeypatch.setattr(als, "LANE_SOLVE_MIN_SYSTEMS", 1)
+    by_lanes = als.proximal_step(gram, gradient, ridge)
+    assert torch.isfinite(by_lu).all() and by_lu[0, 5].abs().max() > 1  # the fallback solved it
+    torch.testing.assert_close(by_lanes, by_lu, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("method,rank", [("abba", (3, 2)), ("hira", 3)])
+def test_lane_wise_solves_give_the_same_fits(monkeypatch, method, rank):
+    from abba_analysis.solvers import als
+
+    targets = np.stack([aa.targets.gaussian(40, 30, seed=s) for s in range(3)])
+    base = aa.targets.gaussian(40, 30, seed=9) if method == "hira" else None
+    kwargs = dict(base=base, seed=[0, 1, 2], bracket=False, max_iter=60)
+    monkeypatch.setattr(als, "LANE_SOLVE_MIN_SYSTEMS", 10**9)
+    by_lu = aa.fit(targets, method, rank, **kwargs)
+    monkeypatch.setattr(als, "LANE_SOLVE_MIN_SYSTEMS", 1)
+    by_lanes = aa.fit(targets, method, rank, **kwargs)
+    for a, b in zip(by_lu, by_lanes, strict=True):
+        assert b.error == pytest.approx(a.error, rel=1e-8)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_float32_fit_descends_as_far_as_float64(seed):
     """Solving for the correction from the residual keeps float32 fits descending: solving the

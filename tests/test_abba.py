@@ -139,6 +139,53 @@ def test_row_and_column_updates_solve_the_proximal_least_squares_problems():
     np.testing.assert_allclose(cols.numpy(), expected_cols, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("omega", [0.5, 1.0, 1.3, 1.9])
+def test_relaxed_row_update_lowers_the_error_by_the_quadratic_bound(omega):
+    """x + ω δ lowers ||residual||² by at least (2ω - ω²) Σ δ_i^T G_i δ_i: exact, because the row
+    problems are quadratic; float64 reference."""
+    from abba_analysis.solvers.als import dense_weight_gram, residual, update_rows
+
+    gen = torch.Generator().manual_seed(4)
+    m, n, r = 30, 25, 4
+    target, weight = (torch.randn(1, m, n, generator=gen, dtype=torch.float64) for _ in range(2))
+    left = torch.randn(1, m, r, generator=gen, dtype=torch.float64)
+    right = torch.randn(1, r, n, generator=gen, dtype=torch.float64)
+    gram, lam = dense_weight_gram(weight * weight, right), torch.tensor([1e-10], dtype=torch.float64)
+    step = update_rows(target, weight, left, right, gram, lam) - left
+    relaxed = update_rows(target, weight, left, right, gram, lam, omega)
+    torch.testing.assert_close(relaxed, left + omega * step, rtol=1e-12, atol=1e-12)
+    before = residual(left, right, weight, target).square().sum()
+    after = residual(relaxed, right, weight, target).square().sum()
+    bound = (2 * omega - omega**2) * torch.einsum("kmi,kmij,kmj->", step, gram, step)
+    assert before - after >= bound * (1 - 1e-9) and bound > 0
+
+
+def test_relaxed_fits_stay_monotone_and_relaxation_is_checked():
+    T = aa.targets.sparse(96, 160, seed=0)
+    plain = aa.fit(T, "abba", (4, 4), seed=0, bracket=False, max_iter=80)
+    relaxed = aa.fit(T, "abba", (4, 4), seed=0, bracket=False, max_iter=80, relaxation=1.6)
+    assert np.all(np.diff(relaxed.history) <= 0)
+    assert relaxed.history[1] == plain.history[1] and not np.array_equal(relaxed.history, plain.history)
+    hira = aa.fit(T, "hira", 4, base=aa.targets.gaussian(96, 160, seed=1), seed=0, relaxation=1.6, max_iter=40)
+    assert np.all(np.diff(hira.history) <= 0)
+    for bad in (0.0, 2.0, -1.0):
+        with pytest.raises(ValueError, match="relaxation"):
+            aa.fit(T, "abba", (2, 2), relaxation=bad)
+
+
+def test_relaxation_waits_for_the_slow_tail(monkeypatch):
+    """A fit that can reach zero error (HiRA with W0 = T) converges in a few plain sweeps; relaxed
+    from the first sweep it would crawl (2.5e-2 after 15 sweeps at ω = 1.3), so ω applies only once
+    a sweep gains less than SLOW_SWEEP."""
+    from abba_analysis.solvers import als
+
+    T = torch.randn(200, 160, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kwargs = dict(base=T, seed=0, max_iter=15, rtol=0, relaxation=1.3)
+    assert aa.fit(T, "hira", 8, **kwargs).error < 1e-9
+    monkeypatch.setattr(als, "SLOW_SWEEP", float("inf"))  # relaxed from the start
+    assert aa.fit(T, "hira", 8, **kwargs).error > 1e-3
+
+
 @pytest.mark.parametrize("r", [1, 3, 8])
 def test_lane_wise_cholesky_solves_like_lu_and_flags_indefinite_systems(r):
     from abba_analysis.linalg import cholesky_solve_lanes

@@ -128,12 +128,13 @@ def make_options(solver: Solver, given: dict[str, Any]) -> Any:
     return solver.Options(**given)
 
 
-def check_range(name: str, value: float, low: float, high: float = float("inf"), *, low_open: bool = False) -> None:
-    """Raise ValueError naming ``name`` unless ``low <(=) value <= high``."""
-    ok = (value > low if low_open else value >= low) and value <= high
+def check_range(name: str, value: float, low: float, high: float = float("inf"), *, low_open: bool = False,
+                high_open: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless ``low <(=) value <(=) high``."""
+    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}, "
+                         f"got {value!r}")
 
 
 def stalled(history: list[float], window: int, rtol: float) -> bool:

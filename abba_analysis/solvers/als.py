@@ -68,7 +68,8 @@ class ALSOptions:
         0.50-1.05 (median 0.78) of its time, ending within -0.09%..+0.04% of it
         (``benchmarks/bench_relaxation.py``: 18 ABBA cases, 3 seeds). Relaxed from the first sweep,
         a fit that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8: 2.5e-2
-        after 15 sweeps against 2e-11; tested), hence the switch. The default, 1, is the solver that
+        after 15 sweeps against 2e-11; tested), hence the switch. Over-relaxing can also change
+        which local minimum a fit ends in, for better or worse. The default, 1, is the solver that
         the recorded benchmarks against Adam and the figures use.
     """
 

@@ -184,9 +184,9 @@ def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tenso
 
 def _lu_step(system: torch.Tensor, shift: torch.Tensor | None, rhs: torch.Tensor) -> torch.Tensor:
     """LU solve of ``(system + shift I) x = rhs`` for a stack of systems (``shift`` None: already on
-    the diagonal); singular systems give x = 0. LU rather than Cholesky: the systems are positive
-    definite, so pivoting is stable, and it is about twice as fast on CPU for batches of small
-    matrices (measured)."""
+    the diagonal); singular systems give x = 0. LU rather than LAPACK's Cholesky: the systems are
+    positive definite, so pivoting is stable, and it is about twice as fast on CPU for batches of
+    small matrices (measured)."""
     if shift is not None:
         system.diagonal(dim1=-2, dim2=-1).add_(shift[..., None])
     step, info = torch.linalg.solve_ex(system, rhs[..., None])

@@ -39,3 +39,14 @@ def time_to_error(history: np.ndarray, times: np.ndarray, error: float) -> float
 
 def median(values) -> float:
     return float(statistics.median(values))
+
+
+def seconds(fn, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` (after one untimed call: first-call costs)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return median(times)

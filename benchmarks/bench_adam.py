@@ -19,18 +19,20 @@ CHILD = r"""
 import json, resource, statistics, sys, time, torch
 import abba_analysis as aa
 from abba_analysis.solvers.adam import AdamState
+from abba_analysis.workspace import Workspace
 size, r, steps, repeats, mode = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 gen = torch.Generator().manual_seed(0)
 T = torch.randn(size, size, generator=gen)
 start_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 f = {k: 0.1 * torch.randn(*s, generator=gen) for k, s in aa.parameterizations.ABBA().factor_shapes((size, size), (r, r)).items()}
 abba = aa.parameterizations.ABBA()
-if mode == "analytic":
+if mode == "analytic":  # as the adam solver runs it: its temporaries in a workspace kept for the fit
     params = list(f.values())
     state = AdamState(params, (0.9, 0.999), 1e-8)
+    workspace = Workspace()
     def step():
         with torch.no_grad():
-            _, grads = abba.gradients(f, T)
+            _, grads = abba.gradients(f, T, None, workspace)
             state.step([grads[k] for k in f], 1e-3)
 else:
     leaves = {k: v.clone().requires_grad_(True) for k, v in f.items()}

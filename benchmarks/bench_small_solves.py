@@ -12,23 +12,12 @@ It picks the crossover that ``abba_analysis.solvers.als.LANE_SOLVE_MIN_SYSTEMS``
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from _timing import machine, median
+from _timing import machine, seconds
 from abba_analysis.linalg import cholesky_solve_lanes
 from abba_analysis.solvers.als import LANE_SOLVE_MIN_SYSTEMS
-
-
-def seconds(fn, repeats: int) -> float:
-    fn()  # first-call costs out of the timing
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return median(times)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_abba_solvers``: default (exact, accelerated) ABBA solver vs Adam, time to Adam's final error;
 - ``bench_batched``: one batched fit of a stack vs a Python loop of single fits;
 - ``bench_small_solves``: the ALS solver's r x r solves, LAPACK's batched LU vs the lane-wise Cholesky;
+- ``bench_workspace``: one ALS sweep with its temporaries in a reused workspace vs allocated afresh;
 - ``bench_relaxation``: over-relaxed ABBA block updates vs plain ones, time to the plain fit's final error;
 - ``bench_adam``: fused analytic-gradient Adam vs autograd Adam, time per step and peak memory;
 - ``bench_big``: 4096 x 4096 and 4096 x 11008 fits (time, memory), randomized vs exact SVD;
@@ -30,6 +31,7 @@ FULL = {
     "bench_abba_solvers": [],
     "bench_batched": [],
     "bench_small_solves": [],
+    "bench_workspace": [],
     "bench_relaxation": [],
     "bench_adam": [],
     "bench_big": [],
@@ -41,6 +43,7 @@ QUICK = {
                            "--steps", "300"],
     "bench_batched": ["--count", "8", "--size", "64", "--repeats", "1"],
     "bench_small_solves": ["--ranks", "4", "--counts", "512", "8192", "--repeats", "3"],
+    "bench_workspace": ["--blocks", "1", "--iterations", "2", "--cases", "hira batch 64 x 128x128, r=8"],
     "bench_relaxation": ["--shapes", "128x128", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1"],
     "bench_adam": ["--size", "512", "--steps", "5", "--repeats", "2"],
     "bench_big": ["--shapes", "1024x2048", "--sweeps", "3", "--steps", "5"],

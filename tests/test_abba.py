@@ -262,3 +262,71 @@ def test_adam_mixed_precision_option():
         aa.fit(T.astype(np.float64), "abba", (3, 3), solver="adam", steps=5, precision="bf16")
     with pytest.raises(ValueError, match="precision must be one of"):
         aa.fit(T, "abba", (3, 3), solver="adam", steps=5, precision="fp8")
+
+
+def test_workspace_reuses_its_buffers():
+    from abba_analysis.workspace import Workspace
+
+    ws, cpu = Workspace(), torch.device("cpu")
+    a = ws.get("x", (4, 5), torch.float32, cpu)
+    smaller = ws.get("x", (2, 5), torch.float32, cpu)  # a batch that has shrunk: the front of the buffer
+    assert smaller.data_ptr() == a.data_ptr() and smaller.shape == (2, 5) and smaller.is_contiguous()
+    assert ws.get("y", (4, 5), torch.float32, cpu).data_ptr() != a.data_ptr()  # each name its own storage
+    assert ws.get("x", (4, 5), torch.float64, cpu).dtype == torch.float64  # another dtype replaces it
+    assert ws.get("x", (5, 5), torch.float64, cpu).shape == (5, 5)  # so does a larger request
+
+
+@pytest.mark.parametrize("method,rank", [("abba", 2), ("abba", 8), ("hira", 3)])
+def test_sweeps_in_a_reused_workspace_match_fresh_ones(method, rank):
+    """No sweep reads a buffer before writing it: five sweeps through one workspace give bitwise the
+    factors of five through a new one each (the same products, into other memory; without any
+    workspace some operands have other layouts, so GEMMs may round differently) (ABBA at r = 2 takes the low-rank Gram route, at 8 the dense
+    one; the columns' buffers are larger than the rows', so they get reallocated once)."""
+    from abba_analysis.solvers.als import _abba_sweep, _hira_sweep, lowrank_route_is_cheaper
+    from abba_analysis.workspace import Workspace
+
+    gen = torch.Generator().manual_seed(0)
+    k, m, n = 3, 24, 40
+    target, base = torch.randn(k, m, n, generator=gen), torch.randn(1, m, n, generator=gen)
+    ridge, omega = torch.full((k,), 1e-6, dtype=torch.float64), torch.ones(k, dtype=torch.float64)
+    names = ["B", "A"] if method == "hira" else ["B1", "A1", "B2", "A2"]
+    start = {name: torch.randn(k, *((m, rank) if name[0] == "B" else (rank, n)), generator=gen) for name in names}
+    if method == "abba":
+        assert lowrank_route_is_cheaper(m, rank, n, torch.float32) == (rank == 2)
+
+    def run(workspace_for_sweep):
+        f = {name: v.clone() for name, v in start.items()}
+        for _ in range(5):
+            ws = workspace_for_sweep()
+            residual = (_hira_sweep(target, base, f, ridge, omega, ws) if method == "hira"
+                        else _abba_sweep(target, f, ridge, omega, ws))
+        return f, residual.clone()
+
+    shared = Workspace()
+    reused, reused_residual = run(lambda: shared)
+    fresh, fresh_residual = run(Workspace)
+    for name in names:
+        assert torch.equal(reused[name], fresh[name])
+    assert torch.equal(reused_residual, fresh_residual)
+
+
+def test_batched_fit_allocates_its_sweep_buffers_once(monkeypatch):
+    """The solver's m x n temporaries keep their storage from sweep to sweep, also while targets
+    leave the batch (each name is allocated at most twice: the columns' systems outgrow the rows')."""
+    from abba_analysis.workspace import Workspace
+
+    storages, get = {}, Workspace.get
+
+    def spy(self, name, shape, dtype, device):
+        out = get(self, name, shape, dtype, device)
+        storages.setdefault(name, []).append(out.untyped_storage().data_ptr())
+        return out
+
+    monkeypatch.setattr(Workspace, "get", spy)
+    targets = np.stack([aa.targets.gaussian(30, 50, seed=s) for s in range(4)])
+    fits = aa.fit(targets, "hira", 3, base=aa.targets.gaussian(30, 50, seed=9), seed=[0, 1, 2, 3],
+                  bracket=False, max_iter=40)
+    assert len({len(f.history) for f in fits}) > 1  # the targets stopped at different sweeps
+    assert {"residual", "gram", "system"} <= storages.keys()
+    for name, pointers in storages.items():
+        assert len(pointers) >= 40 and len(set(pointers)) <= 2, name

@@ -88,6 +88,24 @@ def test_analytic_gradients_match_autograd(method, ranks):
 
 
 @pytest.mark.parametrize("method,ranks", [("lora", (3,)), ("hira", (3,)), ("abba", (2, 3))])
+def test_gradients_in_a_workspace_match_fresh_ones(method, ranks):
+    """The same numbers, bitwise, when the temporaries go into reused buffers: the second call (other
+    factors, a batch of three with a shared W0) must not read what the first left there."""
+    from abba_analysis.workspace import Workspace
+
+    param, ws = get_method(method), Workspace()
+    for seed, batch in [(4, ()), (5, (3,))]:
+        f = {k: v.expand(*batch, *v.shape).contiguous() for k, v in random_factors(method, (11, 9), ranks, seed=seed).items()}
+        target = torch.randn(*batch, 11, 9, dtype=torch.float64)
+        base = torch.randn(1, 11, 9, dtype=torch.float64) if method == "hira" else None
+        fresh_r2, fresh = param.gradients(f, target, base)
+        reused_r2, reused = param.gradients(f, target, base, ws)
+        assert torch.equal(reused_r2, fresh_r2)
+        for name in f:
+            assert torch.equal(reused[name], fresh[name])
+
+
+@pytest.mark.parametrize("method,ranks", [("lora", (3,)), ("hira", (3,)), ("abba", (2, 3))])
 def test_materialize_without_grad_matches_and_leaves_factors_alone(method, ranks):
     """Without autograd, materialize multiplies in place (memory): same values, factors untouched."""
     shape = (11, 9)

@@ -12,6 +12,7 @@ import math
 import torch
 
 from .._validation import check_positive_int
+from ..workspace import Workspace, product, scratch
 from .base import Factors, factor_param_count, hadamard
 
 
@@ -94,11 +95,12 @@ class ABBA:
         return product if scale == 1 else product * scale
 
     def gradients(
-        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None
+        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None,
+        workspace: Workspace | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         B1, A1, B2, A2 = (factors[k] for k in self.factor_names)
-        P1, P2 = B1 @ A1, B2 @ A2
-        residual = torch.mul(P1, P2).sub_(target)
+        P1, P2 = product(B1, A1, workspace, "P1"), product(B2, A2, workspace, "P2")
+        residual = torch.mul(P1, P2, out=scratch(workspace, "residual", P1, P2)).sub_(target)
         residual2 = torch.linalg.matrix_norm(residual).square()
         # In place from here: three m x n tensors in all (P1, P2, residual), whatever the ranks.
         G1 = P2.mul_(residual)  # dL/dP1 = R ⊙ P2

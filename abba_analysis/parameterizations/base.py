@@ -6,6 +6,8 @@ from typing import Mapping, Protocol
 
 import torch
 
+from ..workspace import Workspace
+
 Factors = Mapping[str, torch.Tensor]
 
 
@@ -45,12 +47,14 @@ class Parameterization(Protocol):
         """The update matrix the factors represent (a stack of them for factors with a leading batch axis)."""
 
     def gradients(
-        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None
+        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None,
+        workspace: Workspace | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Squared residual norm ``||materialize - target||_F^2`` and the gradient of half of it.
 
         Factors and target may carry a leading batch axis (``K x m x n`` targets); the norm is then
-        one per target.
+        one per target. With a ``workspace`` the m x n temporaries go into its buffers (reused
+        from call to call); without one, they are new tensors (as under :func:`torch.autocast`).
         """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..workspace import Workspace, product, scratch
 from .base import Factors, hadamard
 from .lora import SinglePairShapes
 
@@ -28,11 +29,15 @@ class HiRA(SinglePairShapes):
         return product if scale == 1 else product * scale
 
     def gradients(
-        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None
+        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None,
+        workspace: Workspace | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if base is None:
             raise ValueError("base (the frozen weight W0) is required for HiRA gradients")
         B, A = factors["B"], factors["A"]
-        residual = base * (B @ A) - target
-        weighted = residual * base
-        return residual.square().sum((-2, -1)), {"B": weighted @ A.mT, "A": B.mT @ weighted}
+        # Not in place on B @ A: under bf16 autocast it is bf16, and the residual must stay float32.
+        BA = product(B, A, workspace, "product")
+        residual = torch.mul(base, BA, out=scratch(workspace, "residual", base, BA, target)).sub_(target)
+        residual2 = torch.square(residual, out=scratch(workspace, "weighted", residual)).sum((-2, -1))
+        weighted = torch.mul(residual, base, out=scratch(workspace, "weighted", residual))
+        return residual2, {"B": weighted @ A.mT, "A": B.mT @ weighted}

@@ -7,6 +7,7 @@ import math
 import torch
 
 from .._validation import check_positive_int
+from ..workspace import Workspace, product, scratch
 from .base import Factors, factor_param_count
 
 
@@ -64,8 +65,12 @@ class LoRA(SinglePairShapes):
         return product if scale == 1 else product * scale
 
     def gradients(
-        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None
+        self, factors: Factors, target: torch.Tensor, base: torch.Tensor | None = None,
+        workspace: Workspace | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         B, A = factors["B"], factors["A"]
-        residual = B @ A - target
-        return residual.square().sum((-2, -1)), {"B": residual @ A.mT, "A": B.mT @ residual}
+        # Not in place on B @ A: under bf16 autocast it is bf16, and the residual must stay float32.
+        BA = product(B, A, workspace, "product")
+        residual = torch.sub(BA, target, out=scratch(workspace, "residual", target, BA))
+        residual2 = torch.square(residual, out=scratch(workspace, "squared", residual)).sum((-2, -1))
+        return residual2, {"B": residual @ A.mT, "A": B.mT @ residual}

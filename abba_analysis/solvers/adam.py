@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..workspace import Workspace
 from .base import BestIterate, Callback, Factors, Problem, SolveOutput, check_range, unbatch
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -172,11 +173,13 @@ class Adam:
         recorded = torch.zeros(batch, dtype=torch.long)  # steps in target k's history
         statuses, messages = ["max_iter"] * batch, [f"ran all {options.steps} steps"] * batch
         active = torch.arange(batch)  # targets still stepping; state.params hold only these
+        # The steps' m x n temporaries, allocated once (not under autocast: out= products are not cast).
+        workspace = None if options.precision == "bf16" else Workspace()
         with torch.no_grad():
             for step in range(options.steps + 1):
                 params = dict(zip(names, state.params, strict=True))
                 with torch.autocast(target.device.type, dtype=torch.bfloat16, enabled=options.precision == "bf16"):
-                    residual2, grads = problem.method.gradients(params, target, base)
+                    residual2, grads = problem.method.gradients(params, target, base, workspace)
                 if options.precision == "bf16":  # the moments and factors stay float32
                     grads = {k: g.float() for k, g in grads.items()}
                 errors = (residual2.double().cpu() / target_norm2[active]).sqrt()

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..linalg import cholesky_solve_lanes
+from ..workspace import Workspace, product, scratch
 from .base import Callback, Factors, Problem, SolveOutput, check_range, stalled, unbatch
 
 
@@ -95,22 +96,26 @@ class ALSOptions:
         check_range("relaxation", self.relaxation, 0.0, 2.0, low_open=True, high_open=True)
 
 
-def _outer_rows(x: torch.Tensor) -> torch.Tensor:
-    """``(..., p, r) -> (..., p, r*r)``: row i is ``kron(x[i], x[i])``."""
-    return (x[..., :, None] * x[..., None, :]).flatten(-2)
+def _outer_rows(x: torch.Tensor, workspace: Workspace | None, name: str = "outer") -> torch.Tensor:
+    """``(..., p, r) -> (..., p, r*r)``: row i is ``kron(x[i], x[i])`` (in the workspace's ``name``)."""
+    column, row = x[..., :, None], x[..., None, :]
+    return torch.mul(column, row, out=scratch(workspace, name, column, row)).flatten(-2)
 
 
-def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor,
+                      workspace: Workspace | None = None) -> torch.Tensor:
     """``G[i] = basis diag(squared_weight[i]) basis^T`` for every row i: one GEMM, ``O(p n r^2)``.
 
     ``squared_weight: (..., p, n)`` (the weight squared element-wise, computed once by the caller
-    and shared by the row and column updates), ``basis: (..., r, n)`` -> ``(..., p, r, r)``.
+    and shared by the row and column updates), ``basis: (..., r, n)`` -> ``(..., p, r, r)``, in the
+    workspace's ``"gram"`` buffer when one is given.
     """
     r = basis.shape[-2]
-    return (squared_weight @ _outer_rows(basis.mT)).unflatten(-1, (r, r))
+    return product(squared_weight, _outer_rows(basis.mT, workspace), workspace, "gram").unflatten(-1, (r, r))
 
 
-def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Tensor,
+                        workspace: Workspace | None = None) -> torch.Tensor:
     """``dense_weight_gram(left @ right, basis)`` without forming the weight: ``O((p + n) q^2 r^2)``.
 
     With ``weight = left @ right`` of rank q, ``weight[i, j]^2 = sum_{c,d} left[i,c] left[i,d]
@@ -120,8 +125,8 @@ def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Te
     """
     r = basis.shape[-2]
     left, right, basis = left.double(), right.double(), basis.double()  # small: float64 costs little
-    kernel = _outer_rows(right.mT).mT @ _outer_rows(basis.mT)  # (..., q^2, r^2)
-    return (_outer_rows(left) @ kernel).unflatten(-1, (r, r))
+    kernel = _outer_rows(right.mT, workspace, "outer_weight").mT @ _outer_rows(basis.mT, workspace)  # (..., q^2, r^2)
+    return product(_outer_rows(left, workspace), kernel, workspace, "lowrank_gram").unflatten(-1, (r, r))
 
 
 def lowrank_route_is_cheaper(p: int, q: int, n: int, dtype: torch.dtype) -> bool:
@@ -146,7 +151,8 @@ SLOW_SWEEP = 1e-2
 LANE_SOLVE_MIN_SYSTEMS = 4096
 
 
-def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
+def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tensor,
+                  workspace: Workspace | None = None) -> torch.Tensor:
     """Solve ``(G_i + λ_i I) δ_i = -gradient_i`` for every row i of every target by one batched
     solve: the exact proximal update is ``x_i + δ_i``.
 
@@ -159,14 +165,15 @@ def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tenso
     Cholesky; a system it finds not positive definite (possible only through rounding) falls back to
     LU, so both routes give the same steps up to rounding.
     """
+    workspace = workspace or Workspace()  # without one, the float64 systems are new tensors
     k, p, r = gradient.shape
     lanes = gram.device.type == "cpu" and k * p >= LANE_SOLVE_MIN_SYSTEMS
     if lanes:
-        system = torch.empty((k, r, r, p), dtype=torch.float64, device=gram.device)
+        system = workspace.get("system", (k, r, r, p), torch.float64, gram.device)
         system.copy_(gram.permute(0, 2, 3, 1))
         diagonal = system.diagonal(dim1=1, dim2=2)  # (K, p, r), like the row-major route's
-    else:
-        system = gram.to(torch.float64, copy=True)  # the ridge goes on its diagonal in place
+    else:  # a float64 copy: the ridge goes on its diagonal in place
+        system = workspace.get("system", (k, p, r, r), torch.float64, gram.device).copy_(gram)
         diagonal = system.diagonal(dim1=-2, dim2=-1)
     diag_mean = diagonal.mean(dim=-1)  # (K, p)
     floor = torch.finfo(torch.float64).eps * diag_mean.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
@@ -197,20 +204,23 @@ def _lu_step(system: torch.Tensor, shift: torch.Tensor | None, rhs: torch.Tensor
     return step
 
 
-def residual(left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``(left @ right) ⊙ weight - target``, in place on one new m x n tensor."""
-    return (left @ right).mul_(weight).sub_(target)
+def residual(left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
+             workspace: Workspace | None = None) -> torch.Tensor:
+    """``(left @ right) ⊙ weight - target``, in place on one m x n tensor (the workspace's
+    ``"residual"`` buffer when one is given)."""
+    return product(left, right, workspace, "residual").mul_(weight).sub_(target)
 
 
 def weighted_residual(left: torch.Tensor, right: torch.Tensor, weight: torch.Tensor,
-                      target: torch.Tensor) -> torch.Tensor:
+                      target: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
     """:func:`residual` ``⊙ weight``: the factor gradients of ``½||(left @ right) ⊙ weight - target||^2``
     are its products with the factors."""
-    return residual(left, right, weight, target).mul_(weight)
+    return residual(left, right, weight, target, workspace).mul_(weight)
 
 
 def update_rows(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
-                gram: torch.Tensor, ridge: torch.Tensor, relaxation: float | torch.Tensor = 1.0) -> torch.Tensor:
+                gram: torch.Tensor, ridge: torch.Tensor, relaxation: float | torch.Tensor = 1.0,
+                workspace: Workspace | None = None) -> torch.Tensor:
     """Exact proximal update of ``X = left`` in ``target ≈ (X @ right) ⊙ weight``, row by row, per target.
 
     Parameters
@@ -228,6 +238,9 @@ def update_rows(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, 
     relaxation : float or (K,) tensor
         ω, per target or for all: the update moves ``left`` by ω times the step to the minimiser
         (1: to the minimiser).
+    workspace : Workspace, optional
+        Scratch storage for the m x n residual and the float64 systems, reused across calls (its
+        ``"residual"`` and ``"system"`` buffers are overwritten).
 
     Returns
     -------
@@ -241,19 +254,20 @@ def update_rows(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, 
     ``G x`` nearly cancel, and in float32 their rounding (relative to the target, not to the
     gradient) would stall the descent well above the minimum.
     """
-    gradient = weighted_residual(left, right, weight, target) @ right.mT
-    return left + _relaxed(proximal_step(gram, gradient, ridge), relaxation)
+    gradient = weighted_residual(left, right, weight, target, workspace) @ right.mT
+    return left + _relaxed(proximal_step(gram, gradient, ridge, workspace), relaxation)
 
 
 def update_cols(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
-                gram: torch.Tensor, ridge: torch.Tensor, relaxation: float | torch.Tensor = 1.0) -> torch.Tensor:
+                gram: torch.Tensor, ridge: torch.Tensor, relaxation: float | torch.Tensor = 1.0,
+                workspace: Workspace | None = None) -> torch.Tensor:
     """Exact proximal update of ``Y = right`` in ``target ≈ (left @ Y) ⊙ weight``, column by column.
 
     ``gram[j] = left^T diag(weight[:, j]^2) left``. The products are taken on the row-major
     ``(m, n)`` layout: element-wise work on transposed views would be strided and slow.
     """
-    gradient = (left.mT @ weighted_residual(left, right, weight, target)).mT
-    return right + _relaxed(proximal_step(gram, gradient, ridge), relaxation).mT
+    gradient = (left.mT @ weighted_residual(left, right, weight, target, workspace)).mT
+    return right + _relaxed(proximal_step(gram, gradient, ridge, workspace), relaxation).mT
 
 
 def _relaxed(step: torch.Tensor, relaxation: float | torch.Tensor) -> torch.Tensor:
@@ -281,38 +295,43 @@ def _balance_pairs(f: Factors) -> None:
     f["B1"].mul_(c), f["A1"].mul_(c), f["B2"].div_(c), f["A2"].div_(c)
 
 
-def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxation: torch.Tensor) -> torch.Tensor:
+def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxation: torch.Tensor,
+                workspace: Workspace | None = None) -> torch.Tensor:
     """Update B2, A2, B1, A1 in turn; return the new residuals ``P1 ⊙ P2 - target``.
 
     B is updated before A in each pair, so a LoRA-style pair (B = 0, A random) gets a useful first
     solve; starting with its A would find a zero design and keep A at zero. In-place products keep
-    the working set at three m x n tensors per target besides the target.
+    the working set at three m x n tensors per target besides the target (the other pair's product,
+    its square, the residual), all in ``workspace`` if given (else new tensors, as they are needed).
     """
     m, n = target.shape[-2:]
+    ws = workspace
     for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
         bo, ao = f[b_other], f[a_other]
-        weight = bo @ ao
+        weight = product(bo, ao, ws, "weight")
         if lowrank_route_is_cheaper(m, bo.shape[-1], n, target.dtype):
-            f[b] = update_rows(target, weight, f[b], f[a], lowrank_weight_gram(bo, ao, f[a]), ridge, relaxation)
-            f[a] = update_cols(target, weight, f[b], f[a], lowrank_weight_gram(ao.mT, bo.mT, f[b].mT), ridge,
-                               relaxation)
+            gram = lowrank_weight_gram(bo, ao, f[a], ws)
+            f[b] = update_rows(target, weight, f[b], f[a], gram, ridge, relaxation, ws)
+            gram = lowrank_weight_gram(ao.mT, bo.mT, f[b].mT, ws)
+            f[a] = update_cols(target, weight, f[b], f[a], gram, ridge, relaxation, ws)
         else:
-            squared = weight * weight
-            f[b] = update_rows(target, weight, f[b], f[a], dense_weight_gram(squared, f[a]), ridge, relaxation)
-            f[a] = update_cols(target, weight, f[b], f[a], dense_weight_gram(squared.mT, f[b].mT), ridge, relaxation)
-            del squared
-    return residual(f["B1"], f["A1"], weight, target)
+            squared = torch.mul(weight, weight, out=scratch(ws, "squared", weight))
+            f[b] = update_rows(target, weight, f[b], f[a], dense_weight_gram(squared, f[a], ws), ridge, relaxation, ws)
+            gram = dense_weight_gram(squared.mT, f[b].mT, ws)
+            f[a] = update_cols(target, weight, f[b], f[a], gram, ridge, relaxation, ws)
+    return residual(f["B1"], f["A1"], weight, target, ws)
 
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: torch.Tensor,
-                relaxation: torch.Tensor) -> torch.Tensor:
+                relaxation: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
     """Update B, then A. W0's square is rebuilt each sweep rather than kept for the fit: it is cheap
     next to the Gram GEMMs, and keeping it would add an m x n tensor to the peak."""
-    squared = (base * base).expand_as(target)  # a shared W0 stays one matrix
-    f["B"] = update_rows(target, base, f["B"], f["A"], dense_weight_gram(squared, f["A"]), ridge, relaxation)
-    f["A"] = update_cols(target, base, f["B"], f["A"], dense_weight_gram(squared.mT, f["B"].mT), ridge, relaxation)
-    del squared
-    return residual(f["B"], f["A"], base, target)
+    ws = workspace
+    squared = torch.mul(base, base, out=scratch(ws, "squared", base)).expand_as(target)  # a shared W0 stays one matrix
+    f["B"] = update_rows(target, base, f["B"], f["A"], dense_weight_gram(squared, f["A"], ws), ridge, relaxation, ws)
+    gram = dense_weight_gram(squared.mT, f["B"].mT, ws)
+    f["A"] = update_cols(target, base, f["B"], f["A"], gram, ridge, relaxation, ws)
+    return residual(f["B"], f["A"], base, target, ws)
 
 
 def _select(f: Factors, rows: torch.Tensor) -> Factors:
@@ -346,13 +365,15 @@ class ALS:
             1e-10 if problem.target.dtype == torch.float64 else 1e-6)
         target_norms = torch.linalg.matrix_norm(problem.target).double().cpu()
 
+        workspace = Workspace()  # the sweeps' m x n temporaries, allocated once for the fit
+
         def sweep(part: Problem, f: Factors, ridge: torch.Tensor, relaxation: torch.Tensor) -> torch.Tensor:
             """One sweep of every factor of the targets in ``part``, in place; their new errors."""
             if abba:
-                residuals = _abba_sweep(part.target, f, ridge, relaxation)
+                residuals = _abba_sweep(part.target, f, ridge, relaxation, workspace)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
-                residuals = _hira_sweep(part.target, part.base, f, ridge, relaxation)
+                residuals = _hira_sweep(part.target, part.base, f, ridge, relaxation, workspace)
                 _balance(f["B"], f["A"])
             return torch.linalg.matrix_norm(residuals).double().cpu()
 

@@ -324,8 +324,9 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxatio
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: torch.Tensor,
                 relaxation: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
-    """Update B, then A. W0's square is rebuilt each sweep rather than kept for the fit: it is cheap
-    next to the Gram GEMMs, and keeping it would add an m x n tensor to the peak."""
+    """Update B, then A. W0's square is recomputed each sweep (into the workspace's buffer when one
+    is given): one element-wise pass, cheap next to the Gram GEMMs, and right for whichever targets
+    the sweep covers (retried sweeps and a shrinking batch take subsets of a per-target W0)."""
     ws = workspace
     squared = torch.mul(base, base, out=scratch(ws, "squared", base)).expand_as(target)  # a shared W0 stays one matrix
     f["B"] = update_rows(target, base, f["B"], f["A"], dense_weight_gram(squared, f["A"], ws), ridge, relaxation, ws)

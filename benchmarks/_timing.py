@@ -1,15 +1,19 @@
-"""Helpers shared by the benchmarks: timed fits and time-to-error."""
+"""Helpers shared by the benchmarks: timed fits, time-to-error and the real-weight targets."""
 
 from __future__ import annotations
 
 import platform
 import statistics
+import tempfile
 import time
 
 import numpy as np
 import torch
 
 import abba_analysis as aa
+from abba_analysis.deltas.minilm import finetune_minilm
+
+REAL_SHAPE = (384, 1536)
 
 
 def machine() -> str:
@@ -50,3 +54,26 @@ def seconds(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return median(times)
+
+
+def real_layers(count: int) -> list[aa.deltas.LayerDelta]:
+    """``count`` layers (``W0`` and ``ΔW``, float32, 384 x 1536) of a real MiniLM fine-tune: its MLP
+    output layers in order, repeated as needed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tuned = finetune_minilm(tmp, seed=0)
+        pairs = aa.deltas.from_checkpoints(aa.deltas.minilm_path(), tuned, include=r"output\.dense\.weight$",
+                                           exclude="attention")
+        layers = [pairs.load(name) for name in pairs.names]
+    assert all(layer.shape == REAL_SHAPE for layer in layers), [layer.shape for layer in layers]
+    return [layers[i % len(layers)] for i in range(count)]
+
+
+def cases(shapes: list[str], kinds: list[str], ranks: list[int]):
+    """The benchmark grid: ``(shape text, shape, kind, r)`` per case; ``real`` at ``REAL_SHAPE`` only."""
+    for text in shapes:
+        shape = tuple(int(v) for v in text.split("x"))
+        for kind in kinds:
+            if kind == "real" and shape != REAL_SHAPE:
+                continue
+            for r in ranks:
+                yield text, shape, kind, r

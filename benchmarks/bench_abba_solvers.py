@@ -16,28 +16,12 @@ real MiniLM fine-tune, :func:`abba_analysis.deltas.minilm.finetune_minilm`; its 
 from __future__ import annotations
 
 import argparse
-import tempfile
 
 import numpy as np
 import torch
 
 import abba_analysis as aa
-from abba_analysis.deltas.minilm import finetune_minilm
-from _timing import machine, median, time_to_error, timed_fit
-
-REAL_SHAPE = (384, 1536)
-
-
-def real_targets(count: int) -> list[torch.Tensor]:
-    """``ΔW`` of the MiniLM MLP output layers (384 x 1536) of a real fine-tune, layer by layer."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tuned = finetune_minilm(tmp, seed=0)
-        pairs = aa.deltas.from_checkpoints(aa.deltas.minilm_path(), tuned, include=r"output\.dense\.weight$",
-                                           exclude="attention")
-        deltas = [pairs.load(name).delta.float() for name in pairs.names]
-    assert all(tuple(d.shape) == REAL_SHAPE for d in deltas), [d.shape for d in deltas]
-    return [deltas[i % len(deltas)] for i in range(count)]
-
+from _timing import cases, machine, median, real_layers, time_to_error, timed_fit
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,27 +39,22 @@ def main() -> None:
     print("| shape | target | r1=r2 | Adam final | default final | default vs Adam | Adam s | "
           "default s to Adam's error | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
-    real = real_targets(args.repeats) if "real" in args.kinds else []
+    real = [layer.delta for layer in real_layers(args.repeats)] if "real" in args.kinds else []
     ratios = []
-    for shape_text in args.shapes:
-        shape = tuple(int(v) for v in shape_text.split("x"))
-        for kind in args.kinds:
-            if kind == "real" and shape != REAL_SHAPE:
-                continue
-            for r in args.ranks:
-                rows = []
-                for seed in range(args.repeats):
-                    T = real[seed] if kind == "real" else aa.targets.make(kind, *shape, seed=seed, dtype="float32")
-                    adam, adam_t = timed_fit(T, "abba", (r, r), solver="adam", steps=args.steps, lr=1e-2,
-                                             schedule="cosine", seed=seed, device=args.device, bracket=False)
-                    best, best_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False)
-                    reach = time_to_error(best.history, best_t, adam.error)
-                    rows.append((adam.error, best.error, adam_t[-1], reach, reach / adam_t[-1]))
-                a_err, d_err, a_s, d_s, ratio = (median(c) for c in zip(*rows, strict=True))
-                ratios.append(ratio)
-                rel = (d_err - a_err) / a_err
-                print(f"| {shape_text} | {kind} | {r} | {a_err:.5f} | {d_err:.5f} | {100 * rel:+.2f}% | {a_s:.2f} | "
-                      f"{d_s:.2f} | {ratio:.3f} |", flush=True)
+    for shape_text, shape, kind, r in cases(args.shapes, args.kinds, args.ranks):
+        rows = []
+        for seed in range(args.repeats):
+            T = real[seed] if kind == "real" else aa.targets.make(kind, *shape, seed=seed, dtype="float32")
+            adam, adam_t = timed_fit(T, "abba", (r, r), solver="adam", steps=args.steps, lr=1e-2,
+                                     schedule="cosine", seed=seed, device=args.device, bracket=False)
+            best, best_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False)
+            reach = time_to_error(best.history, best_t, adam.error)
+            rows.append((adam.error, best.error, adam_t[-1], reach, reach / adam_t[-1]))
+        a_err, d_err, a_s, d_s, ratio = (median(c) for c in zip(*rows, strict=True))
+        ratios.append(ratio)
+        rel = (d_err - a_err) / a_err
+        print(f"| {shape_text} | {kind} | {r} | {a_err:.5f} | {d_err:.5f} | {100 * rel:+.2f}% | {a_s:.2f} | "
+              f"{d_s:.2f} | {ratio:.3f} |", flush=True)
     finite = [x for x in ratios if np.isfinite(x)]
     print(f"ratio (median per case): best {min(ratios):.3f}, median {median(ratios):.3f}, worst {max(ratios):.3f}; "
           f"{len(ratios) - len(finite)} of {len(ratios)} cases never reach Adam's error in the median seed")

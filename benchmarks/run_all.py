@@ -6,7 +6,7 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_batched``: one batched fit of a stack vs a Python loop of single fits;
 - ``bench_small_solves``: the ALS solver's r x r solves, LAPACK's batched LU vs the lane-wise Cholesky;
 - ``bench_workspace``: one ALS sweep with its temporaries in a reused workspace vs allocated afresh;
-- ``bench_relaxation``: over-relaxed ABBA block updates vs plain ones, time to the plain fit's final error;
+- ``bench_relaxation``: over-relaxed ABBA and HiRA block updates vs plain ones, time to the plain fit's final error;
 - ``bench_adam``: fused analytic-gradient Adam vs autograd Adam, time per step and peak memory;
 - ``bench_big``: 4096 x 4096 and 4096 x 11008 fits (time, memory), randomized vs exact SVD;
 - ``bench_streaming``: streaming a checkpoint pair vs loading both state dicts (memory);

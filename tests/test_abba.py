@@ -173,6 +173,19 @@ def test_relaxed_fits_stay_monotone_and_relaxation_is_checked():
             aa.fit(T, "abba", (2, 2), relaxation=bad)
 
 
+def test_default_relaxation_is_per_method():
+    """``relaxation=None`` (the default) over-relaxes HiRA's tail at 1.3 and leaves ABBA's plain."""
+    from abba_analysis.solvers.als import DEFAULT_RELAXATION
+
+    assert DEFAULT_RELAXATION == {"abba": 1.0, "hira": 1.3}
+    T, W0 = aa.targets.gaussian(64, 80, seed=0), aa.targets.gaussian(64, 80, seed=1)
+    for method, rank, base in (("hira", 6, W0), ("abba", (3, 3), None)):
+        default = aa.fit(T, method, rank, base=base, seed=0, bracket=False, max_iter=60)
+        for omega in (1.0, 1.3):
+            explicit = aa.fit(T, method, rank, base=base, seed=0, bracket=False, max_iter=60, relaxation=omega)
+            assert np.array_equal(default.history, explicit.history) == (omega == DEFAULT_RELAXATION[method])
+
+
 def test_relaxation_waits_for_the_slow_tail(monkeypatch):
     """A fit that can reach zero error (HiRA with W0 = T) converges in a few plain sweeps; relaxed
     from the first sweep it would crawl (2.5e-2 after 15 sweeps at ω = 1.3), so ω applies only once
@@ -310,9 +323,13 @@ def test_sweeps_in_a_reused_workspace_match_fresh_ones(method, rank):
     assert torch.equal(reused_residual, fresh_residual)
 
 
-def test_batched_fit_allocates_its_sweep_buffers_once(monkeypatch):
+@pytest.mark.parametrize("method, rank", [("hira", 3), ("abba", (2, 5))])
+def test_batched_fit_allocates_its_sweep_buffers_once(monkeypatch, method, rank):
     """The solver's m x n temporaries keep their storage from sweep to sweep, also while targets
-    leave the batch (each name is allocated at most twice: the columns' systems outgrow the rows')."""
+    leave the batch (each name is allocated at most twice: the columns' systems outgrow the rows').
+    ABBA at (2, 5) on 30 x 50 takes both Gram routes: the dense one for pair 1 (weight of rank 5),
+    the low-rank one, in float64, for pair 2."""
+    from abba_analysis.solvers.als import lowrank_route_is_cheaper
     from abba_analysis.workspace import Workspace
 
     storages, get = {}, Workspace.get
@@ -323,10 +340,13 @@ def test_batched_fit_allocates_its_sweep_buffers_once(monkeypatch):
         return out
 
     monkeypatch.setattr(Workspace, "get", spy)
-    targets = np.stack([aa.targets.gaussian(30, 50, seed=s) for s in range(4)])
-    fits = aa.fit(targets, "hira", 3, base=aa.targets.gaussian(30, 50, seed=9), seed=[0, 1, 2, 3],
-                  bracket=False, max_iter=40)
+    targets = np.stack([aa.targets.gaussian(30, 50, seed=s, dtype="float32") for s in range(4)])
+    base = aa.targets.gaussian(30, 50, seed=9, dtype="float32") if method == "hira" else None
+    fits = aa.fit(targets, method, rank, base=base, seed=[0, 1, 2, 3], bracket=False, max_iter=80, rtol=1e-5)
     assert len({len(f.history) for f in fits}) > 1  # the targets stopped at different sweeps
     assert {"residual", "gram", "system"} <= storages.keys()
+    if method == "abba":
+        assert not lowrank_route_is_cheaper(30, 5, 50, torch.float32) and lowrank_route_is_cheaper(30, 2, 50, torch.float32)
+        assert {"outer", "lowrank_gram"} <= storages.keys()
     for name, pointers in storages.items():
-        assert len(pointers) >= 40 and len(set(pointers)) <= 2, name
+        assert len(pointers) >= 20 and len(set(pointers)) <= 2, name

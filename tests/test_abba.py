@@ -173,19 +173,6 @@ def test_relaxed_fits_stay_monotone_and_relaxation_is_checked():
             aa.fit(T, "abba", (2, 2), relaxation=bad)
 
 
-def test_default_relaxation_is_per_method():
-    """``relaxation=None`` (the default) over-relaxes HiRA's tail at 1.3 and leaves ABBA's plain."""
-    from abba_analysis.solvers.als import DEFAULT_RELAXATION
-
-    assert DEFAULT_RELAXATION == {"abba": 1.0, "hira": 1.3}
-    T, W0 = aa.targets.gaussian(64, 80, seed=0), aa.targets.gaussian(64, 80, seed=1)
-    for method, rank, base in (("hira", 6, W0), ("abba", (3, 3), None)):
-        default = aa.fit(T, method, rank, base=base, seed=0, bracket=False, max_iter=60)
-        for omega in (1.0, 1.3):
-            explicit = aa.fit(T, method, rank, base=base, seed=0, bracket=False, max_iter=60, relaxation=omega)
-            assert np.array_equal(default.history, explicit.history) == (omega == DEFAULT_RELAXATION[method])
-
-
 def test_relaxation_waits_for_the_slow_tail(monkeypatch):
     """A fit that can reach zero error (HiRA with W0 = T) converges in a few plain sweeps; relaxed
     from the first sweep it would crawl (2.5e-2 after 15 sweeps at ω = 1.3), so ω applies only once

@@ -59,16 +59,21 @@ class ALSOptions:
         Initial extrapolation weight β.
     growth, shrink : float
         Factors by which β grows after a success and shrinks after a failure.
-    relaxation : float or None
+    relaxation : float
         Over-relaxation ω of the block updates, ``x + ω δ`` with δ the exact proximal step, used for
         a target once a sweep has lowered its error by less than :data:`SLOW_SWEEP` (relative); after
-        faster sweeps, and at ω = 1, plain block-coordinate descent. ``None`` (the default): the
-        method's entry of :data:`DEFAULT_RELAXATION`. Each block's objective is quadratic, so for ω
-        in (0, 2) an update still lowers ``||residual||^2``, by at least
-        ``(2ω - ω²) Σ_i δ_i^T G_i δ_i``. Over-relaxing damps the zig-zag between coupled blocks in a
-        slow tail. Relaxed from the first sweep, a fit that can reach zero error crawls instead (HiRA
+        faster sweeps, and with the default ω = 1, plain block-coordinate descent. Each block's
+        objective is quadratic, so for ω in (0, 2) an update still lowers ``||residual||^2``, by at
+        least ``(2ω - ω²) Σ_i δ_i^T G_i δ_i``. Over-relaxing damps the zig-zag between coupled blocks
+        in a slow tail: at 512² and 384 x 1536, ω = 1.3 came within 0.1% of the plain fit's final
+        error in a median 0.81 (ABBA) and 0.80 (HiRA) of its time, ending within ±0.09% of it
+        (``benchmarks/bench_relaxation.py``, 21 cases per method). It is not the default because
+        it can change which local minimum a fit ends in (small ABBA targets: -24% to +43%), and
+        because its per-sweep gains are less even: with a loose ``rtol`` a relaxed fit stops
+        earlier (HiRA at 512², rank 24-72, rtol = 1e-4: medians -0.03% to +0.25% against the
+        plain fit). Relaxed from the first sweep, a fit that can reach zero error crawls instead (HiRA
         with W0 = T, 200 x 160, r = 8: 2.5e-2 after 15 sweeps against 2e-11; tested), hence the
-        switch. Over-relaxing can also change which local minimum a fit ends in, for better or worse.
+        switch.
     """
 
     max_iter: int = 500
@@ -79,7 +84,7 @@ class ALSOptions:
     beta: float = 0.5
     growth: float = 1.1
     shrink: float = 2.0
-    relaxation: float | None = None
+    relaxation: float = 1.0
 
     def __post_init__(self) -> None:
         check_range("max_iter", self.max_iter, 1)
@@ -90,8 +95,7 @@ class ALSOptions:
         check_range("beta", self.beta, 0.0, 1.0)
         check_range("growth", self.growth, 1.0)
         check_range("shrink", self.shrink, 1.0)
-        if self.relaxation is not None:
-            check_range("relaxation", self.relaxation, 0.0, 2.0, low_open=True, high_open=True)
+        check_range("relaxation", self.relaxation, 0.0, 2.0, low_open=True, high_open=True)
 
 
 def _outer_rows(x: torch.Tensor, workspace: Workspace | None, name: str = "outer") -> torch.Tensor:
@@ -146,15 +150,6 @@ def lowrank_route_is_cheaper(p: int, q: int, n: int, dtype: torch.dtype) -> bool
 #: A target's updates are over-relaxed (:attr:`ALSOptions.relaxation`) after a sweep that lowered its
 #: error by less than this fraction: in the slow tail, not while the fit is still converging fast.
 SLOW_SWEEP = 1e-2
-
-#: The over-relaxation :attr:`ALSOptions.relaxation` means by ``None``, per method
-#: (``benchmarks/bench_relaxation.py``, 3-6 seeds). At 512² and 384 x 1536 (21 cases per method) HiRA
-#: with ω = 1.3 came within 0.1% of the plain fit's final error in 0.42-1.11 (median 0.81) of its
-#: time, ending within -0.02%..+0.02% of it (medians over seeds). ABBA gained as much (median 0.82),
-#: but on small targets (96 x 160, 128²) it lands in other local minima, both ways and by a lot
-#: (sparse, r = 16: -24% to +43% per seed, medians up to +3.8%); HiRA's there: -0.9% to +1.8% per
-#: seed, medians -0.07% to +0.38%. So HiRA over-relaxes by default and ABBA does not.
-DEFAULT_RELAXATION = {"abba": 1.0, "hira": 1.3}
 
 #: From this many systems on (per proximal step, all targets together) CPU fits solve them lane-wise
 #: (:func:`~abba_analysis.linalg.cholesky_solve_lanes`); below it LAPACK's batched LU is faster.
@@ -372,8 +367,6 @@ class ALS:
         if factors is None:
             raise ValueError("the als solver needs starting factors")
         batch, abba = problem.batch, problem.method.name == "abba"
-        relaxation = (options.relaxation if options.relaxation is not None
-                      else DEFAULT_RELAXATION[problem.method.name])
         base_ridge = options.ridge if options.ridge is not None else (
             1e-10 if problem.target.dtype == torch.float64 else 1e-6)
         target_norms = torch.linalg.matrix_norm(problem.target).double().cpu()
@@ -447,7 +440,7 @@ class ALS:
                     continue
                 histories[k].append(error)
                 slow = histories[k][-2] - error < SLOW_SWEEP * histories[k][-2]
-                omega[k] = relaxation if slow else 1.0
+                omega[k] = options.relaxation if slow else 1.0
                 if error <= options.tol:
                     statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {it} sweeps", True
                 elif stalled(histories[k], 1, options.rtol):

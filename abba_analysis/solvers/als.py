@@ -66,7 +66,7 @@ class ALSOptions:
         objective is quadratic, so for ω in (0, 2) an update still lowers ``||residual||^2``, by at
         least ``(2ω - ω²) Σ_i δ_i^T G_i δ_i``. Over-relaxing damps the zig-zag between coupled blocks
         in a slow tail: at 512² and 384 x 1536, ω = 1.3 came within 0.1% of the plain fit's final
-        error in a median 0.81 (ABBA) and 0.80 (HiRA) of its time, ending within ±0.09% of it
+        error in a median 0.81 (ABBA) and 0.79 (HiRA) of its time, ending within ±0.09% of it
         (``benchmarks/bench_relaxation.py``, 21 cases per method). It is not the default because
         it can change which local minimum a fit ends in (small ABBA targets: -24% to +43%), and
         because its per-sweep gains are less even: with a loose ``rtol`` a relaxed fit stops

@@ -1,8 +1,10 @@
-"""Throughput of a sweep in-process against a Dask LocalCluster, and simulated scaling with workers.
+"""Throughput of a sweep in-process against local worker processes and a Dask LocalCluster, and
+simulated scaling with workers.
 
 1. A 200-fit sweep of mixed shapes (LoRA, HiRA and ABBA fits of random targets) run in this process
-   (torch with 2 threads) and on a ``LocalCluster`` of 2 single-threaded workers, each into a fresh
-   journal: fits per second and the orchestration overhead per fit.
+   (torch with 2 threads), on ``LocalProcesses(2)`` (2 spawned single-threaded processes, their
+   start-up included) and on a ``LocalCluster`` of 2 single-threaded workers, each into a fresh
+   journal: fits per second and the Dask orchestration overhead per fit.
 2. Simulated scaling: work units that sleep 0.2 s (no CPU), so that more workers than cores can be
    measured on a small machine; throughput with 1, 2, 4 and 8 workers against the ideal.
 
@@ -64,10 +66,13 @@ def main() -> None:
 
     config = sweep_config(args.fits)
     n = len(experiments.expand(config))
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b, tempfile.TemporaryDirectory() as c:
         start = time.perf_counter()
         local = experiments.run(config, a, progress=False)
         t_local = time.perf_counter() - start
+        start = time.perf_counter()
+        experiments.run(config, c, executor=experiments.LocalProcesses(2, threads=1), progress=False)
+        t_processes = time.perf_counter() - start
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                           dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
             client.run(lambda: aa.fit(aa.targets.gaussian(16, seed=0), "abba", (2, 2)))  # warm the workers
@@ -80,6 +85,8 @@ def main() -> None:
     print("| executor | wall s | fits/s | vs in-process |")
     print("|---|---|---|---|")
     print(f"| in-process (2 torch threads) | {t_local:.1f} | {n / t_local:.2f} | 1.00 |")
+    print(f"| LocalProcesses, 2 processes x 1 thread | {t_processes:.1f} | {n / t_processes:.2f} | "
+          f"{t_local / t_processes:.2f} |")
     print(f"| Dask LocalCluster, 2 workers x 1 thread | {t_dask:.1f} | {n / t_dask:.2f} | {t_local / t_dask:.2f} |")
     busy = remote.results["seconds"].sum() / 2
     print(f"Dask overhead per fit: {(t_dask - busy) / n * 1e3:.1f} ms (wall time minus the fits' own time "

@@ -10,7 +10,7 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_adam``: fused analytic-gradient Adam vs autograd Adam, time per step and peak memory;
 - ``bench_big``: 4096 x 4096 and 4096 x 11008 fits (time, memory), randomized vs exact SVD;
 - ``bench_streaming``: streaming a checkpoint pair vs loading both state dicts (memory);
-- ``bench_executors``: a sweep in-process vs on a Dask cluster.
+- ``bench_executors``: a sweep in-process vs on local processes and on a Dask cluster.
 
     python benchmarks/run_all.py            # the settings recorded in benchmarks/RESULTS.md (about an hour on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes and few repeats: a few minutes, for checking the scripts

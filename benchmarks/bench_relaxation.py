@@ -4,10 +4,10 @@ For each method, target, rank and seed the ALS solver fits the float32 target wi
 baseline) and with each ``--omegas`` value, one after the other. We print, as medians over seeds,
 the time each ω needs to come within ``--within`` (relative, default 0.1%) of the error the
 baseline ends with, as a ratio to the baseline's time to get there (below 1: faster; inf: it never
-does), and its final error relative to the baseline's (median and range over seeds). ABBA fits ``(r, r)``; HiRA fits rank ``2r``
-(the same number of parameters) with a Gaussian ``W0`` for the random targets and the pretrained
-weight for ``real`` (the MiniLM fine-tuning ``ΔW`` of one layer per seed, 384 x 1536 only). Then the
-case for which ω waits until sweeps gain less than ``SLOW_SWEEP``: a HiRA target that is exactly
+does), and its final error relative to the baseline's (median and range over seeds). ABBA fits
+``(r, r)``; HiRA fits rank ``2r`` (the same number of parameters) with a Gaussian ``W0`` for the
+random targets and the pretrained weight for ``real`` (the MiniLM fine-tuning ``ΔW`` of one layer
+per seed, 384 x 1536 only). Then the case for which ω waits until sweeps gain less than ``SLOW_SWEEP``: a HiRA target that is exactly
 representable (W0 = T, so B A = ones), where the plain fit reaches zero error within a few sweeps:
 its error after 40 sweeps at each ω.
 
@@ -49,7 +49,7 @@ def main() -> None:
     for method in args.methods:
         for shape_text, shape, kind, r in cases(args.shapes, args.kinds, args.ranks):
             rank = (r, r) if method == "abba" else 2 * r
-            base_errors, per_omega = [], {w: ([], []) for w in args.omegas}
+            plain_errors, per_omega = [], {w: ([], []) for w in args.omegas}
             for seed in range(args.repeats):
                 if kind == "real":
                     T, W0 = real[seed].delta, real[seed].base
@@ -57,25 +57,25 @@ def main() -> None:
                     T = aa.targets.make(kind, *shape, seed=seed, dtype="float32")
                     W0 = aa.targets.gaussian(*shape, seed=seed + 1000, dtype="float32")
                 kwargs = dict(seed=seed, bracket=False, base=W0 if method == "hira" else None, rtol=args.rtol)
-                base, base_t = timed_fit(T, method, rank, relaxation=1.0, **kwargs)
-                goal = base.error * (1 + args.within)
-                reach_base = time_to_error(base.history, base_t, goal)
-                base_errors.append(base.error)
+                plain, plain_t = timed_fit(T, method, rank, relaxation=1.0, **kwargs)
+                goal = plain.error * (1 + args.within)
+                reach_plain = time_to_error(plain.history, plain_t, goal)
+                plain_errors.append(plain.error)
                 for w in args.omegas:
                     fit, t = timed_fit(T, method, rank, relaxation=w, **kwargs)
                     reach = time_to_error(fit.history, t, goal)
                     # The baseline at the goal from its start (the init is already there): only
                     # an equally immediate fit is as fast.
-                    per_omega[w][0].append(reach / reach_base if reach_base > 0 else
+                    per_omega[w][0].append(reach / reach_plain if reach_plain > 0 else
                                            1.0 if reach == 0 else np.inf)
-                    per_omega[w][1].append((fit.error - base.error) / base.error)
+                    per_omega[w][1].append((fit.error - plain.error) / plain.error)
             cells = []
             for w in args.omegas:
                 ratio = median(per_omega[w][0])
                 ratios[method, w].append(ratio)
                 change = 100 * np.array(per_omega[w][1])
                 cells.append(f"{ratio:.2f} | {np.median(change):+.3f}% ({change.min():+.3f}..{change.max():+.3f})")
-            print(f"| {method} | {shape_text} | {kind} | {rank} | {median(base_errors):.5f} | "
+            print(f"| {method} | {shape_text} | {kind} | {rank} | {median(plain_errors):.5f} | "
                   f"{' | '.join(cells)} |", flush=True)
     exact = torch.randn(512, 512, generator=torch.Generator().manual_seed(0))
     errors = {w: aa.fit(exact, "hira", 16, base=exact, seed=0, max_iter=40, rtol=0, relaxation=w).error

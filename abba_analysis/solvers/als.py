@@ -300,7 +300,7 @@ def _balance_pairs(f: Factors) -> None:
     f["B1"].mul_(c), f["A1"].mul_(c), f["B2"].div_(c), f["A2"].div_(c)
 
 
-def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxation: torch.Tensor,
+def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxation: float | torch.Tensor,
                 workspace: Workspace | None = None) -> torch.Tensor:
     """Update B2, A2, B1, A1 in turn; return the new residuals ``P1 ⊙ P2 - target``.
 
@@ -328,7 +328,7 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxatio
 
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: torch.Tensor,
-                relaxation: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
+                relaxation: float | torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
     """Update B, then A. W0's square is recomputed each sweep (into the workspace's buffer when one
     is given): one element-wise pass, cheap next to the Gram GEMMs, and right for whichever targets
     the sweep covers (retried sweeps and a shrinking batch take subsets of a per-target W0)."""
@@ -373,8 +373,10 @@ class ALS:
 
         workspace = Workspace()  # the sweeps' m x n temporaries, allocated once for the fit
 
-        def sweep(part: Problem, f: Factors, ridge: torch.Tensor, relaxation: torch.Tensor) -> torch.Tensor:
+        def sweep(part: Problem, f: Factors, ridge: torch.Tensor, relaxation: float | torch.Tensor) -> torch.Tensor:
             """One sweep of every factor of the targets in ``part``, in place; their new errors."""
+            if options.relaxation == 1:  # every ω is 1: no per-target multiply (nor copy to the device)
+                relaxation = 1.0
             if abba:
                 residuals = _abba_sweep(part.target, f, ridge, relaxation, workspace)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)

@@ -3,6 +3,8 @@
 Each benchmark measures its baseline in the same run and prints ratios against it:
 
 - ``bench_abba_solvers``: default (exact, accelerated) ABBA solver vs Adam, time to Adam's final error;
+- ``bench_momentum``: the default ABBA solver vs block-coordinate descent with per-block momentum (the
+  Hadamard-decomposition literature's scheme), time to the better final error;
 - ``bench_batched``: one batched fit of a stack vs a Python loop of single fits;
 - ``bench_small_solves``: the ALS solver's r x r solves, LAPACK's batched LU vs the lane-wise Cholesky;
 - ``bench_workspace``: one ALS sweep with its temporaries in a reused workspace vs allocated afresh;
@@ -29,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 FULL = {
     "bench_abba_solvers": [],
+    "bench_momentum": [],
     "bench_batched": [],
     "bench_small_solves": [],
     "bench_workspace": [],
@@ -41,6 +44,7 @@ FULL = {
 QUICK = {
     "bench_abba_solvers": ["--shapes", "256x256", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1",
                            "--steps", "300"],
+    "bench_momentum": ["--shapes", "128x128", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1"],
     "bench_batched": ["--count", "8", "--size", "64", "--repeats", "1"],
     "bench_small_solves": ["--ranks", "4", "--counts", "512", "8192", "--repeats", "3"],
     "bench_workspace": ["--blocks", "1", "--iterations", "2", "--cases", "hira batch 64 x 128x128, r=8"],

@@ -3,8 +3,8 @@
 Each benchmark measures its baseline in the same run and prints ratios against it:
 
 - ``bench_abba_solvers``: default (exact, accelerated) ABBA solver vs Adam, time to Adam's final error;
-- ``bench_momentum``: the default ABBA solver vs block-coordinate descent with per-block momentum (the
-  Hadamard-decomposition literature's scheme), time to the better final error;
+- ``bench_momentum``: the ABBA solver's two momentum schemes vs block-coordinate descent with
+  per-block momentum (the Hadamard-decomposition literature's scheme), time to the better final error;
 - ``bench_batched``: one batched fit of a stack vs a Python loop of single fits;
 - ``bench_small_solves``: the ALS solver's r x r solves, LAPACK's batched LU vs the lane-wise Cholesky;
 - ``bench_workspace``: one ALS sweep with its temporaries in a reused workspace vs allocated afresh;

@@ -11,6 +11,7 @@ real MiniLM fine-tune, :func:`abba_analysis.deltas.minilm.finetune_minilm`; its 
 384 x 1536, so ``real`` runs at that shape only).
 
     python benchmarks/bench_abba_solvers.py [--shapes 512x512 384x1536] [--ranks 4 8 16] [--repeats 5]
+                                            [--momentum sweep|block]
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--momentum", default="sweep", choices=["sweep", "block"], help="the exact solver's momentum")
     args = parser.parse_args()
     warm = aa.targets.gaussian(64, seed=0, dtype="float32")  # first-call costs stay out of the timings
     aa.fit(warm, "abba", (2, 2), solver="adam", steps=20, device=args.device)
     aa.fit(warm, "abba", (2, 2), device=args.device)
-    print(f"# ABBA, float32, device {args.device}; {machine()}; medians of {args.repeats}")
+    print(f"# ABBA, float32, device {args.device}; momentum {args.momentum}; {machine()}; medians of {args.repeats}")
     print("| shape | target | r1=r2 | Adam final | default final | default vs Adam | Adam s | "
           "default s to Adam's error | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -47,7 +49,8 @@ def main() -> None:
             T = real[seed] if kind == "real" else aa.targets.make(kind, *shape, seed=seed, dtype="float32")
             adam, adam_t = timed_fit(T, "abba", (r, r), solver="adam", steps=args.steps, lr=1e-2,
                                      schedule="cosine", seed=seed, device=args.device, bracket=False)
-            best, best_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False)
+            best, best_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False,
+                                     momentum=args.momentum)
             reach = time_to_error(best.history, best_t, adam.error)
             rows.append((adam.error, best.error, adam_t[-1], reach, reach / adam_t[-1]))
         a_err, d_err, a_s, d_s, ratio = (median(c) for c in zip(*rows, strict=True))

@@ -435,6 +435,7 @@ class ALS:
         ridge = torch.full((batch,), base_ridge, dtype=torch.float64)
         omega = torch.ones(batch, dtype=torch.float64)  # each target's current relaxation
         rows, part = torch.arange(batch), problem  # the targets still sweeping, and their problems
+        by_block = options.momentum == "block"
 
         def retry(mask: torch.Tensor, candidate: Factors, errors: torch.Tensor, rows: torch.Tensor) -> None:
             """Replace the candidates of ``mask`` by a plain sweep from the accepted iterate."""
@@ -447,7 +448,6 @@ class ALS:
         for it in range(1, options.max_iter + 1):
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
             xa = _select(x, rows)
-            by_block = options.momentum == "block"
             extrapolated = options.extrapolate and (by_block or it > 1)  # by block, the first sweep too
             momentum = None
             if extrapolated and not by_block:
@@ -455,7 +455,7 @@ class ALS:
                 candidate = {k: v + step * (v - previous[k][rows]) for k, v in xa.items()}
             else:
                 candidate = {k: v.clone() for k, v in xa.items()}
-                momentum = (beta[rows], xa) if extrapolated else None
+                momentum = (beta[rows].clamp(max=BLOCK_BETA_MAX), xa) if extrapolated else None
             if extrapolated:
                 beta[rows] = torch.minimum(beta_cap[rows], beta[rows] * options.growth)
                 if by_block:

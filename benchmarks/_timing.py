@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import tempfile
@@ -66,6 +67,14 @@ def real_layers(count: int) -> list[aa.deltas.LayerDelta]:
         layers = [pairs.load(name) for name in pairs.names]
     assert all(layer.shape == REAL_SHAPE for layer in layers), [layer.shape for layer in layers]
     return [layers[i % len(layers)] for i in range(count)]
+
+
+def add_case_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
+    """The options of the benchmark grid that :func:`cases` walks: shapes, kinds, ranks, repeats."""
+    parser.add_argument("--shapes", nargs="+", default=["512x512", "384x1536"])
+    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16])
+    parser.add_argument("--kinds", nargs="+", default=["gaussian", "orthogonal", "sparse", "real"])
+    parser.add_argument("--repeats", type=int, default=repeats)
 
 
 def cases(shapes: list[str], kinds: list[str], ranks: list[int]):

@@ -22,14 +22,11 @@ import numpy as np
 import torch
 
 import abba_analysis as aa
-from _timing import cases, machine, median, real_layers, time_to_error, timed_fit
+from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["512x512", "384x1536"])
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16])
-    parser.add_argument("--kinds", nargs="+", default=["gaussian", "orthogonal", "sparse", "real"])
-    parser.add_argument("--repeats", type=int, default=5)
+    add_case_arguments(parser, repeats=5)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--momentum", default="sweep", choices=["sweep", "block"], help="the exact solver's momentum")

@@ -32,10 +32,9 @@ import numpy as np
 import torch
 
 import abba_analysis as aa
-from _timing import cases, machine, median, real_layers, time_to_error, timed_fit
-from abba_analysis.solvers.als import (dense_weight_gram, lowrank_route_is_cheaper, lowrank_weight_gram, residual,
-                                       update_cols, update_rows)
-from abba_analysis.workspace import Workspace, product, scratch
+from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
+from abba_analysis.solvers.als import _abba_sweep, residual
+from abba_analysis.workspace import Workspace, product
 
 
 def per_block_momentum(target: torch.Tensor, factors: dict[str, torch.Tensor], *, max_iter: int = 500,
@@ -47,36 +46,28 @@ def per_block_momentum(target: torch.Tensor, factors: dict[str, torch.Tensor], *
     target = target[None]
     f = {k: v[None].clone() for k, v in factors.items()}
     workspace, ridges = Workspace(), torch.full((1,), ridge, dtype=torch.float64)
-    m, n = target.shape[-2:]
     norm = float(torch.linalg.matrix_norm(target))
 
-    def error(weight: torch.Tensor) -> float:
-        return float(torch.linalg.matrix_norm(residual(f["B1"], f["A1"], weight, target, workspace))) / norm
+    def error(residuals: torch.Tensor) -> float:
+        return float(torch.linalg.matrix_norm(residuals)) / norm
 
-    history, times = [error(product(f["B2"], f["A2"], workspace, "weight"))], [0.0]
-    cap, slow = 1.0, 0
+    def current_error() -> float:
+        return error(residual(f["B1"], f["A1"], product(f["B2"], f["A2"], workspace, "weight"), target, workspace))
+
+    history = [current_error()]
+    times, cap, slow = [0.0], 1.0, 0
     for _ in range(max_iter):
         previous = {k: v.clone() for k, v in f.items()}
-        for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
-            bo, ao = f[b_other], f[a_other]
-            weight = product(bo, ao, workspace, "weight")
-            lowrank = lowrank_route_is_cheaper(m, bo.shape[-1], n, target.dtype)
-            squared = None if lowrank else torch.mul(weight, weight, out=scratch(workspace, "squared", weight))
-            gram = (lowrank_weight_gram(ao.mT, bo.mT, f[b].mT, workspace) if lowrank
-                    else dense_weight_gram(squared.mT, f[b].mT, workspace))
-            exact = update_cols(target, weight, f[b], f[a], gram, ridges, 1.0, workspace)
-            f[a] = exact + beta * (exact - previous[a])
-            gram = (lowrank_weight_gram(bo, ao, f[a], workspace) if lowrank
-                    else dense_weight_gram(squared, f[a], workspace))
-            exact = update_rows(target, weight, f[b], f[a], gram, ridges, 1.0, workspace)
-            f[b] = exact + beta * (exact - previous[b])
-        err = error(weight)
+        # The package's sweep with per-block momentum at this β: columns, then rows; pair 2, then
+        # pair 1; each block extrapolated against the sweep's start. No rebalancing here.
+        momentum = (torch.full((1,), beta, dtype=torch.float64), previous)
+        err = error(_abba_sweep(target, f, ridges, 1.0, workspace, momentum))
         if err < history[-1]:
             beta, cap = min(cap, growth * beta), min(1.0, cap_growth * cap)
         else:
             for k in f:
                 f[k] -= beta * (f[k] - previous[k])
-            err = error(product(f["B2"], f["A2"], workspace, "weight"))
+            err = current_error()
             cap, beta = beta, beta / shrink
         slow = slow + 1 if 1 - err / history[-1] <= rtol else 0
         history.append(err)
@@ -96,10 +87,7 @@ def default_start(target: torch.Tensor, r: int, seed: int) -> dict[str, torch.Te
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", nargs="+", default=["512x512", "384x1536"])
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16])
-    parser.add_argument("--kinds", nargs="+", default=["gaussian", "orthogonal", "sparse", "real"])
-    parser.add_argument("--repeats", type=int, default=3)
+    add_case_arguments(parser, repeats=3)
     parser.add_argument("--within", type=float, default=1e-3)
     args = parser.parse_args()
     warm = torch.as_tensor(aa.targets.gaussian(64, seed=0, dtype="float32"))  # first-call costs stay out of the timings
@@ -132,15 +120,15 @@ def main() -> None:
                 reach, reach_base = time_to_error(fit.history, times, goal), time_to_error(base_history, base_t, goal)
                 row[m] = fit.error
                 row[m + " ratio"] = reach / reach_base if reach_base > 0 else 1.0 if reach == 0 else np.inf
-                row[m + " at goal"] = f"{int(np.isfinite(reach))}, {int(np.isfinite(reach_base))}"
+                row[m + " at goal"] = np.array([np.isfinite(reach), np.isfinite(reach_base)], dtype=int)
             rows.append(row)
         cell = {key: median([row[key] for row in rows]) for key in rows[0] if "at goal" not in key}
-        reached = {m: [sum(int(row[m + " at goal"].split(", ")[i]) for row in rows) for i in (0, 1)] for m in ratios}
+        reached = {m: sum(row[m + " at goal"] for row in rows) for m in ratios}  # seeds: the fit's, the baseline's
         for m in ratios:
             ratios[m].append(cell[m + " ratio"])
         print(f"| {shape_text} | {kind} | {r} | {cell['literature']:.5f} | {cell['sweep']:.5f} | {cell['block']:.5f} | "
               f"{cell['sweep ratio']:.2f} | {cell['block ratio']:.2f} | "
-              f"{reached['sweep'][0]}, {reached['sweep'][1]} | {reached['block'][0]}, {reached['block'][1]} |", flush=True)
+              + " | ".join(f"{fit}, {baseline}" for fit, baseline in reached.values()) + " |", flush=True)
     for m, values in ratios.items():
         finite = [x for x in values if np.isfinite(x)]
         print(f"{m} / literature, time to the goal (median per case): median {median(values):.2f}, best "

@@ -7,9 +7,9 @@ baseline ends with, as a ratio to the baseline's time to get there (below 1: fas
 does), and its final error relative to the baseline's (median and range over seeds). ABBA fits
 ``(r, r)``; HiRA fits rank ``2r`` (the same number of parameters) with a Gaussian ``W0`` for the
 random targets and the pretrained weight for ``real`` (the MiniLM fine-tuning ``ΔW`` of one layer
-per seed, 384 x 1536 only). Then the case for which ω waits until sweeps gain less than ``SLOW_SWEEP``: a HiRA target that is exactly
-representable (W0 = T, so B A = ones), where the plain fit reaches zero error within a few sweeps:
-its error after 40 sweeps at each ω.
+per seed, 384 x 1536 only). Then the case for which ω waits until sweeps gain less than
+``SLOW_SWEEP``: a HiRA target that is exactly representable (W0 = T, so B A = ones), where the plain
+fit reaches zero error within a few sweeps: its error after 40 sweeps at each ω.
 
     python benchmarks/bench_relaxation.py [--methods abba hira] [--shapes 512x512 384x1536] [--ranks 4 8 16]
                                           [--repeats 3] [--omegas 1.3] [--rtol 1e-7]
@@ -23,16 +23,13 @@ import numpy as np
 import torch
 
 import abba_analysis as aa
-from _timing import cases, machine, median, real_layers, time_to_error, timed_fit
+from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", choices=["abba", "hira"], default=["abba", "hira"])
-    parser.add_argument("--shapes", nargs="+", default=["512x512", "384x1536"])
-    parser.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16])
-    parser.add_argument("--kinds", nargs="+", default=["gaussian", "orthogonal", "sparse", "real"])
-    parser.add_argument("--repeats", type=int, default=3)
+    add_case_arguments(parser, repeats=3)
     parser.add_argument("--omegas", type=float, nargs="+", default=[1.3])
     parser.add_argument("--within", type=float, default=1e-3)
     parser.add_argument("--rtol", type=float, default=aa.solvers.ALSOptions.rtol, help="the fits' stopping rule")

@@ -11,9 +11,10 @@ in correction form, r x r systems in float64) from the same start as ``aa.fit`` 
 only the acceleration differs. It stops after 10 sweeps in a row that each gain less than 1e-8
 (relative), or after 500 sweeps (the package's ``max_iter``).
 
-The package's fits: ``momentum="sweep"`` (the default: all factors extrapolated between sweeps, a
-sweep that loses ground discarded; Ang & Gillis, 2019) and ``momentum="block"`` (the literature's
-per-block momentum, with a discarded sweep instead of the take-back, so the error never rises).
+The package's fits: ``momentum="sweep"`` (all factors extrapolated between sweeps, a sweep that
+loses ground discarded; Ang & Gillis, 2019) and ``momentum="block"`` (the default: the literature's
+per-block momentum from the fit's first slow sweep on, with a discarded sweep instead of the
+take-back, so the error never rises).
 For each fit and seed the goal is to come within ``--within`` (relative, default 0.1%) of the lower
 of its final error and the baseline's lowest (its last sweep may have risen). We print, as medians
 over seeds, the errors, each fit's time to its goal as a ratio to the baseline's, both counting the
@@ -96,7 +97,7 @@ def main() -> None:
     real = [layer.delta for layer in real_layers(args.repeats)] if "real" in args.kinds else []
     print(f"# ABBA, float32, CPU; {machine()}; medians of {args.repeats} seeds; goal: within "
           f"{100 * args.within:g}% of the lower final error of the fit and the literature's scheme")
-    print("| shape | target | r1=r2 | literature, lowest | sweep (default) final | block final | "
+    print("| shape | target | r1=r2 | literature, lowest | sweep final | block (default) final | "
           "sweep: time to the goal / literature's | block: time to the goal / literature's | "
           "seeds at the goal: sweep, literature | seeds at the goal: block, literature |")
     print("|---|---|---|---|---|---|---|---|---|---|")

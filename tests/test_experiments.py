@@ -109,6 +109,14 @@ def test_run_writes_documented_tables_and_resumes(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(again.results, result.results)
 
 
+def test_a_new_package_version_gives_new_keys(monkeypatch):
+    """Solver defaults are not in a unit's options, so a run made by another version is not reused."""
+    unit = experiments.expand(experiments.load(SMALL))[0]
+    before = unit.key
+    monkeypatch.setattr(experiments.units, "__version__", "0.0.0-other")
+    assert unit.key != before
+
+
 class StopAfter:
     """An executor that is interrupted (as by Ctrl-C) after a number of fits."""
 

@@ -4,7 +4,7 @@ Columns of ``results.csv`` (one row per fit):
 
 ========================  =================================================================
 experiment                the configuration's name
-key                       hash of the work unit (what makes a rerun skip it)
+key                       hash of the work unit and the package version (what makes a rerun skip it)
 target, target_kind       target id (``kind-mxn-s<seed>`` or tensor name) and kind
 source                    checkpoint of a real-weight target ("" for random ones)
 m, n                      target shape

@@ -71,8 +71,9 @@ class WorkUnit:
 
     @property
     def key(self) -> str:
-        """A stable hash of everything that determines the result."""
-        payload = json.dumps(asdict(self), sort_keys=True, default=str)
+        """A stable hash of everything that determines the result, the package's version included
+        (its solvers' defaults are not in the unit's options)."""
+        payload = json.dumps({**asdict(self), "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 

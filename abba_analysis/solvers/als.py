@@ -56,17 +56,15 @@ class ALSOptions:
         shrinks by ``shrink`` and its value caps later growth. Discarded sweeps are not in the
         history, which therefore never rises.
     momentum : {"sweep", "block"}
-        Where to extrapolate. ``"sweep"``: all factors between sweeps, ``y = x_k + β (x_k -
-        x_{k-1})``, then a sweep from y. ``"block"``: each factor as soon as it is updated, ``x ←
+        Where to extrapolate. ``"block"`` (the default): each factor as soon as it is updated, ``x ←
         x⁺ + β (x⁺ - x)``, and the next factor is solved against it (the momentum of the
         Hadamard-decomposition literature, Wertz, Vandaele & Gillis, 2025; ABBA's pairs then update
-        A before B), with β at most :data:`BLOCK_BETA_MAX`. Against that literature's own scheme on
-        the same solves (``benchmarks/bench_momentum.py``, 21 ABBA cases at 512² and 384 x 1536),
-        ``"block"`` came within 0.1% of the lower final error in a median 0.77 of its time and in
-        every case, ``"sweep"`` in 1.08 of it, 3 cases never. On real fine-tuning deltas (MiniLM,
-        r1 = r2 = 4, 8, 16) ``"block"`` ended lowest of the three (``"sweep"``: +0.13% to +0.52%
-        above it); on random targets ``"sweep"`` ended −0.05% to +0.12% from it. ``"sweep"`` is the
-        default that the published figures and benchmarks use; for HiRA the two are alike.
+        A before B), with β at most :data:`BLOCK_BETA_MAX`, from a target's first sweep that gains
+        less than :data:`SLOW_SWEEP` on: before that, plain sweeps shrink the error faster than
+        momentum lets it (a fit that can reach zero error would fall by only about β per sweep).
+        ``"sweep"``: all factors between sweeps, ``y = x_k + β (x_k - x_{k-1})``, then a sweep from
+        y (Ang & Gillis, 2019). ``benchmarks/bench_momentum.py`` compares both with the
+        literature's own scheme on the same solves.
     beta : float
         Initial extrapolation weight β.
     growth, shrink : float
@@ -93,7 +91,7 @@ class ALSOptions:
     rtol: float = 1e-7
     ridge: float | None = None
     extrapolate: bool = True
-    momentum: str = "sweep"
+    momentum: str = "block"
     beta: float = 0.5
     growth: float = 1.1
     shrink: float = 2.0
@@ -163,7 +161,8 @@ def lowrank_route_is_cheaper(p: int, q: int, n: int, dtype: torch.dtype) -> bool
 
 
 #: A target's updates are over-relaxed (:attr:`ALSOptions.relaxation`) after a sweep that lowered its
-#: error by less than this fraction: in the slow tail, not while the fit is still converging fast.
+#: error by less than this fraction, and per-block momentum starts after the first such sweep: in the
+#: slow tail, not while the fit is still converging fast.
 SLOW_SWEEP = 1e-2
 
 #: The largest β of per-block momentum (``momentum="block"``). Extrapolating a block after its update
@@ -434,49 +433,66 @@ class ALS:
         beta_cap = torch.ones(batch, dtype=torch.float64)
         ridge = torch.full((batch,), base_ridge, dtype=torch.float64)
         omega = torch.ones(batch, dtype=torch.float64)  # each target's current relaxation
+        tail = torch.zeros(batch, dtype=torch.bool)  # targets past their first slow sweep (block momentum)
         rows, part = torch.arange(batch), problem  # the targets still sweeping, and their problems
         by_block = options.momentum == "block"
 
-        def retry(mask: torch.Tensor, candidate: Factors, errors: torch.Tensor, rows: torch.Tensor) -> None:
-            """Replace the candidates of ``mask`` by a plain sweep from the accepted iterate."""
+        def sweep_from(mask: torch.Tensor, start: Factors, candidate: Factors, errors: torch.Tensor,
+                       beta: torch.Tensor | None = None) -> None:
+            """Sweep the targets at ``mask`` (positions in ``rows``) from ``start`` (factors in ``rows``
+            order) into ``candidate`` and ``errors``; with ``beta``, with per-block momentum."""
             local = mask.nonzero()[:, 0]
-            redo = _select(x, rows[local])
-            errors[local] = sweep(part.subset(local), redo, ridge[rows[local]], omega[rows[local]]) / target_norms[rows[local]]
+            swept = _select(start, local)
+            momentum = None if beta is None else (beta[local], _select(start, local))
+            errors[local] = sweep(part.subset(local), swept, ridge[rows[local]], omega[rows[local]],
+                                  momentum) / target_norms[rows[local]]
             for k in candidate:
-                candidate[k][local] = redo[k]
+                candidate[k][local] = swept[k]
 
         for it in range(1, options.max_iter + 1):
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
             xa = _select(x, rows)
-            extrapolated = options.extrapolate and (by_block or it > 1)  # by block, the first sweep too
-            momentum = None
+            # The targets extrapolated in this sweep. By block, those in their slow tail: while plain
+            # sweeps still shrink the error fast, per-block momentum would hold it to a rate of β.
+            if by_block:
+                active = tail[rows] & options.extrapolate
+            else:
+                active = torch.full((len(rows),), options.extrapolate and it > 1)
+            extrapolated = bool(active.any())
             if extrapolated and not by_block:
                 step = beta[rows].to(problem.target)[:, None, None]
                 candidate = {k: v + step * (v - previous[k][rows]) for k, v in xa.items()}
+                errors = sweep(part, candidate, ridge[rows], omega[rows]) / target_norms[rows]
+            elif extrapolated:
+                # Targets with and without momentum sweep apart: the block order differs (as a lone fit's).
+                candidate, errors = {k: v.clone() for k, v in xa.items()}, torch.empty(len(rows), dtype=torch.float64)
+                sweep_from(active, xa, candidate, errors, beta[rows].clamp(max=BLOCK_BETA_MAX))
+                if not bool(active.all()):
+                    sweep_from(~active, xa, candidate, errors)
             else:
                 candidate = {k: v.clone() for k, v in xa.items()}
-                momentum = (beta[rows].clamp(max=BLOCK_BETA_MAX), xa) if extrapolated else None
+                errors = sweep(part, candidate, ridge[rows], omega[rows]) / target_norms[rows]
             if extrapolated:
-                beta[rows] = torch.minimum(beta_cap[rows], beta[rows] * options.growth)
+                grown = torch.minimum(beta_cap[rows], beta[rows] * options.growth)
                 if by_block:
-                    beta[rows] = beta[rows].clamp(max=BLOCK_BETA_MAX)
-            errors = sweep(part, candidate, ridge[rows], omega[rows], momentum) / target_norms[rows]
+                    grown = grown.clamp(max=BLOCK_BETA_MAX)
+                beta[rows] = torch.where(active, grown, beta[rows])
             if extrapolated:
                 # By block, an extrapolated sweep must gain more than rtol to count: its overshoot can
                 # nearly cancel its gain by chance, which would trip the rtol stop. A plain sweep decides.
-                lost = ~(errors < last * (1 - options.rtol)) if by_block else ~(errors < last)
+                lost = active & ~(errors < last * (1 - options.rtol) if by_block else errors < last)
                 if bool(lost.any()):
                     # The extrapolated sweep lost ground: discard it, damp β, redo a plain sweep.
                     beta_cap[rows[lost]] = beta[rows[lost]]
                     beta[rows[lost]] /= options.shrink
-                    retry(lost, candidate, errors, rows)
+                    sweep_from(lost, xa, candidate, errors)
             for _ in range(3):
                 rising = errors > last * (1 + 1e-6)
                 if not bool(rising.any()):
                     break
                 # A plain sweep can only rise by rounding: discard it and retry with a stronger ridge.
                 ridge[rows[rising]] *= 10
-                retry(rising, candidate, errors, rows)
+                sweep_from(rising, xa, candidate, errors)
             stuck = errors > last * (1 + 1e-6)
             ridge[rows] = torch.clamp(ridge[rows] / 2, min=base_ridge)
             accepted = ~stuck & torch.isfinite(errors)
@@ -492,6 +508,7 @@ class ALS:
                 histories[k].append(error)
                 slow = histories[k][-2] - error < SLOW_SWEEP * histories[k][-2]
                 omega[k] = options.relaxation if slow else 1.0
+                tail[k] |= slow
                 if error <= options.tol:
                     statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {it} sweeps", True
                 elif stalled(histories[k], 1, options.rtol):

@@ -23,13 +23,15 @@ import torch
 
 import abba_analysis as aa
 from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
+from abba_analysis.solvers.als import ALSOptions
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_case_arguments(parser, repeats=5)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--momentum", default="sweep", choices=["sweep", "block"], help="the exact solver's momentum")
+    parser.add_argument("--momentum", default=ALSOptions.momentum, choices=["sweep", "block"],
+                        help="the exact solver's momentum (default: the package's)")
     args = parser.parse_args()
     warm = aa.targets.gaussian(64, seed=0, dtype="float32")  # first-call costs stay out of the timings
     aa.fit(warm, "abba", (2, 2), solver="adam", steps=20, device=args.device)

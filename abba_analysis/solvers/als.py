@@ -75,13 +75,13 @@ class ALSOptions:
         faster sweeps, and with the default ω = 1, plain block-coordinate descent. Each block's
         objective is quadratic, so for ω in (0, 2) an update still lowers ``||residual||^2``, by at
         least ``(2ω - ω²) Σ_i δ_i^T G_i δ_i``. Over-relaxing damps the zig-zag between coupled blocks
-        in a slow tail: at 512² and 384 x 1536, ω = 1.3 came within 0.1% of the plain fit's final
-        error in a median 0.81 (ABBA) and 0.79 (HiRA) of its time, ending within ±0.09% of it
-        (``benchmarks/bench_relaxation.py``, 21 cases per method). It is not the default because
-        it can change which local minimum a fit ends in (small ABBA targets: -24% to +43%), and
-        because its per-sweep gains are less even: with a loose ``rtol`` a relaxed fit stops
-        earlier (HiRA at 512², rank 24-72, rtol = 1e-4: medians -0.03% to +0.25% against the
-        plain fit). Relaxed from the first sweep, a fit that can reach zero error crawls instead (HiRA
+        in a slow tail, which the default per-block momentum already does: at 512² and 384 x 1536,
+        ω = 1.3 took a median 1.21 (ABBA) and 0.99 (HiRA) of the plain fit's time to come within
+        0.1% of its final error (with ``momentum="sweep"``: 0.81 and 0.79;
+        ``benchmarks/bench_relaxation.py``, 21 cases per method). It can also change which local
+        minimum a fit ends in (small ABBA targets: -24% to +43%), and its per-sweep gains are less
+        even: with a loose ``rtol`` a relaxed fit stops earlier (HiRA at 512², rank 24-72, rtol =
+        1e-4: medians -0.03% to +0.25% against the plain fit). Relaxed from the first sweep, a fit that can reach zero error crawls instead (HiRA
         with W0 = T, 200 x 160, r = 8: 2.5e-2 after 15 sweeps against 2e-11; tested), hence the
         switch.
     """

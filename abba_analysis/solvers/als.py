@@ -81,9 +81,9 @@ class ALSOptions:
         ``benchmarks/bench_relaxation.py``, 21 cases per method). It can also change which local
         minimum a fit ends in (small ABBA targets: -24% to +43%), and its per-sweep gains are less
         even: with a loose ``rtol`` a relaxed fit stops earlier (HiRA at 512², rank 24-72, rtol =
-        1e-4: medians -0.03% to +0.25% against the plain fit). Relaxed from the first sweep, a fit that can reach zero error crawls instead (HiRA
-        with W0 = T, 200 x 160, r = 8: 2.5e-2 after 15 sweeps against 2e-11; tested), hence the
-        switch.
+        1e-4: medians -0.03% to +0.25% against the plain fit). Relaxed from the first sweep, a fit
+        that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8: 2.5e-2 after
+        15 sweeps against 2e-11; tested), hence the switch.
     """
 
     max_iter: int = 500
@@ -477,7 +477,6 @@ class ALS:
                 if by_block:
                     grown = grown.clamp(max=BLOCK_BETA_MAX)
                 beta[rows] = torch.where(active, grown, beta[rows])
-            if extrapolated:
                 # By block, an extrapolated sweep must gain more than rtol to count: its overshoot can
                 # nearly cancel its gain by chance, which would trip the rtol stop. A plain sweep decides.
                 lost = active & ~(errors < last * (1 - options.rtol) if by_block else errors < last)

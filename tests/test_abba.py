@@ -49,13 +49,13 @@ def test_block_momentum_beats_plain_sweeps_and_is_checked(method, kind, dtype):
 def test_block_momentum_waits_for_the_slow_tail(monkeypatch):
     """HiRA with W0 = T can reach zero error, and plain sweeps shrink it fast; per-block momentum
     from the start would hold it to a rate of about β per sweep (each block's overshoot survives the
-    sweep), so it starts only once a sweep gains less than SLOW_SWEEP."""
+    sweep), so it starts only once a sweep gains less than MOMENTUM_SWITCH."""
     from abba_analysis.solvers import als
 
     T = torch.randn(200, 160, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     kwargs = dict(base=T, seed=0, max_iter=15, rtol=0, momentum="block")
     assert aa.fit(T, "hira", 8, **kwargs).error < 1e-9
-    monkeypatch.setattr(als, "SLOW_SWEEP", float("inf"))  # momentum from the second sweep on
+    monkeypatch.setattr(als, "MOMENTUM_SWITCH", float("inf"))  # momentum from the second sweep on
     assert aa.fit(T, "hira", 8, **kwargs).error > 1e-3
 
 
@@ -118,7 +118,10 @@ def test_approximation_matches_factors_and_error():
     fit = aa.fit(T, "abba", rank=(2, 3), seed=0)
     f = fit.factors
     approx = fit.approximation()
-    np.testing.assert_allclose(approx, (f["B1"] @ f["A1"]) * (f["B2"] @ f["A2"]), rtol=1e-12)
+    # torch and numpy may sum the inner products in different orders; where B1 A1 cancels to nearly
+    # zero only an absolute bound (relative to the matrix's scale) holds for that rounding.
+    np.testing.assert_allclose(approx, (f["B1"] @ f["A1"]) * (f["B2"] @ f["A2"]), rtol=1e-12,
+                               atol=1e-12 * np.abs(approx).max())
     assert metrics.relative_error(T, approx) == pytest.approx(fit.error, abs=1e-12)
 
 
@@ -228,16 +231,16 @@ def test_relaxed_fits_stay_monotone_and_relaxation_is_checked():
 
 
 def test_relaxation_waits_for_the_slow_tail(monkeypatch):
-    """A fit that can reach zero error (HiRA with W0 = T) converges in a few plain sweeps; relaxed
-    from the first sweep it would crawl (2.5e-2 after 15 sweeps at ω = 1.3), so ω applies only once
-    a sweep gains less than SLOW_SWEEP."""
+    """A fit that can reach zero error (HiRA with W0 = T) gains orders of magnitude per plain sweep;
+    relaxed from the first sweep it gains only about 3.5x per sweep at ω = 1.3, so ω applies only
+    once a sweep gains less than SLOW_SWEEP. Without extrapolation, which has a switch of its own."""
     from abba_analysis.solvers import als
 
     T = torch.randn(200, 160, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    kwargs = dict(base=T, seed=0, max_iter=15, rtol=0, relaxation=1.3)
-    assert aa.fit(T, "hira", 8, **kwargs).error < 1e-9
+    kwargs = dict(base=T, seed=0, max_iter=15, rtol=0, relaxation=1.3, extrapolate=False)
+    assert aa.fit(T, "hira", 8, **kwargs).error < 1e-11
     monkeypatch.setattr(als, "SLOW_SWEEP", float("inf"))  # relaxed from the start
-    assert aa.fit(T, "hira", 8, **kwargs).error > 1e-3
+    assert aa.fit(T, "hira", 8, **kwargs).error > 1e-10
 
 
 @pytest.mark.parametrize("r", [1, 3, 8])

@@ -60,7 +60,7 @@ class ALSOptions:
         x⁺ + β (x⁺ - x)``, and the next factor is solved against it (the momentum of the
         Hadamard-decomposition literature, Wertz, Vandaele & Gillis, 2025; ABBA's pairs then update
         A before B), with β at most :data:`BLOCK_BETA_MAX`, from a target's first sweep that gains
-        less than :data:`SLOW_SWEEP` on: before that, plain sweeps shrink the error faster than
+        less than :data:`MOMENTUM_SWITCH` on: before that, plain sweeps shrink the error faster than
         momentum lets it (a fit that can reach zero error would fall by only about β per sweep).
         ``"sweep"``: all factors between sweeps, ``y = x_k + β (x_k - x_{k-1})``, then a sweep from
         y (Ang & Gillis, 2019). ``benchmarks/bench_momentum.py`` compares both with the
@@ -82,8 +82,8 @@ class ALSOptions:
         minimum a fit ends in (small ABBA targets: -24% to +43%), and its per-sweep gains are less
         even: with a loose ``rtol`` a relaxed fit stops earlier (HiRA at 512², rank 24-72, rtol =
         1e-4: medians -0.03% to +0.25% against the plain fit). Relaxed from the first sweep, a fit
-        that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8: 2.5e-2 after
-        15 sweeps against 2e-11; tested), hence the switch.
+        that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8, without
+        extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
     """
 
     max_iter: int = 500
@@ -161,9 +161,13 @@ def lowrank_route_is_cheaper(p: int, q: int, n: int, dtype: torch.dtype) -> bool
 
 
 #: A target's updates are over-relaxed (:attr:`ALSOptions.relaxation`) after a sweep that lowered its
-#: error by less than this fraction, and per-block momentum starts after the first such sweep: in the
-#: slow tail, not while the fit is still converging fast.
+#: error by less than this fraction: in the slow tail, not while the fit is still converging fast.
 SLOW_SWEEP = 1e-2
+
+#: Per-block momentum (``momentum="block"``) starts after a target's first sweep that lowered its
+#: error by less than this fraction. Plain sweeps that gain more are what a fit that can reach zero
+#: error does (orders of magnitude per sweep), and momentum would hold it to a rate of about β.
+MOMENTUM_SWITCH = 0.1
 
 #: The largest β of per-block momentum (``momentum="block"``). Extrapolating a block after its update
 #: leaves the fast modes of the iteration damped only by β per sweep (between sweeps, the next sweep
@@ -425,17 +429,18 @@ class ALS:
                 _balance(f["B"], f["A"])
             return torch.linalg.matrix_norm(residuals).double().cpu()
 
+        by_block = options.momentum == "block"
         x = {k: v.detach().clone() for k, v in factors.items()}  # every target's accepted iterate
-        previous = {k: v.clone() for k, v in x.items()}  # and the one before (for extrapolation)
+        # and the one before, which extrapolation between sweeps starts from
+        previous = None if by_block else {k: v.clone() for k, v in x.items()}
         histories = [[e] for e in problem.relative_errors(x).double().cpu().tolist()]
         statuses, messages = ["max_iter"] * batch, [f"ran all {options.max_iter} sweeps"] * batch
         beta = torch.full((batch,), options.beta, dtype=torch.float64)
         beta_cap = torch.ones(batch, dtype=torch.float64)
         ridge = torch.full((batch,), base_ridge, dtype=torch.float64)
         omega = torch.ones(batch, dtype=torch.float64)  # each target's current relaxation
-        tail = torch.zeros(batch, dtype=torch.bool)  # targets past their first slow sweep (block momentum)
+        tail = torch.zeros(batch, dtype=torch.bool)  # targets with per-block momentum on (MOMENTUM_SWITCH)
         rows, part = torch.arange(batch), problem  # the targets still sweeping, and their problems
-        by_block = options.momentum == "block"
 
         def sweep_from(mask: torch.Tensor, start: Factors, candidate: Factors, errors: torch.Tensor,
                        beta: torch.Tensor | None = None) -> None:
@@ -459,18 +464,18 @@ class ALS:
             else:
                 active = torch.full((len(rows),), options.extrapolate and it > 1)
             extrapolated = bool(active.any())
-            if extrapolated and not by_block:
-                step = beta[rows].to(problem.target)[:, None, None]
-                candidate = {k: v + step * (v - previous[k][rows]) for k, v in xa.items()}
-                errors = sweep(part, candidate, ridge[rows], omega[rows]) / target_norms[rows]
-            elif extrapolated:
+            if extrapolated and by_block:
                 # Targets with and without momentum sweep apart: the block order differs (as a lone fit's).
                 candidate, errors = {k: v.clone() for k, v in xa.items()}, torch.empty(len(rows), dtype=torch.float64)
                 sweep_from(active, xa, candidate, errors, beta[rows].clamp(max=BLOCK_BETA_MAX))
                 if not bool(active.all()):
                     sweep_from(~active, xa, candidate, errors)
             else:
-                candidate = {k: v.clone() for k, v in xa.items()}
+                if extrapolated:
+                    step = beta[rows].to(problem.target)[:, None, None]
+                    candidate = {k: v + step * (v - previous[k][rows]) for k, v in xa.items()}
+                else:
+                    candidate = {k: v.clone() for k, v in xa.items()}
                 errors = sweep(part, candidate, ridge[rows], omega[rows]) / target_norms[rows]
             if extrapolated:
                 grown = torch.minimum(beta_cap[rows], beta[rows] * options.growth)
@@ -505,16 +510,17 @@ class ALS:
                     statuses[k], messages[k] = "diverged", f"NaN/Inf at sweep {it}; returned the best iterate"
                     continue
                 histories[k].append(error)
-                slow = histories[k][-2] - error < SLOW_SWEEP * histories[k][-2]
-                omega[k] = options.relaxation if slow else 1.0
-                tail[k] |= slow
+                gain = histories[k][-2] - error
+                omega[k] = options.relaxation if gain < SLOW_SWEEP * histories[k][-2] else 1.0
+                tail[k] |= gain < MOMENTUM_SWITCH * histories[k][-2]
                 if error <= options.tol:
                     statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {it} sweeps", True
                 elif stalled(histories[k], 1, options.rtol):
                     statuses[k], messages[k], done[i] = "converged", f"improvement below rtol after {it} sweeps", True
             keep = accepted.nonzero()[:, 0]
             for k in x:
-                previous[k][rows[keep]] = x[k][rows[keep]]
+                if previous is not None:
+                    previous[k][rows[keep]] = x[k][rows[keep]]
                 x[k][rows[keep]] = candidate[k][keep]
             if callback is not None and bool(accepted.any()) and callback(
                     it, errors[accepted].numpy(), _select(x, rows[accepted])):

@@ -76,7 +76,7 @@ class ALSOptions:
         objective is quadratic, so for ω in (0, 2) an update still lowers ``||residual||^2``, by at
         least ``(2ω - ω²) Σ_i δ_i^T G_i δ_i``. Over-relaxing damps the zig-zag between coupled blocks
         in a slow tail, which the default per-block momentum already does: at 512² and 384 x 1536,
-        ω = 1.3 took a median 1.21 (ABBA) and 0.99 (HiRA) of the plain fit's time to come within
+        ω = 1.3 took a median 1.31 (ABBA) and 1.08 (HiRA) of the plain fit's time to come within
         0.1% of its final error (with ``momentum="sweep"``: 0.81 and 0.79;
         ``benchmarks/bench_relaxation.py``, 21 cases per method). It can also change which local
         minimum a fit ends in (small ABBA targets: -24% to +43%), and its per-sweep gains are less

@@ -15,7 +15,7 @@ from typing import Sequence
 from . import targets
 from .budget import abba_ranks_for_lora
 from .fit import fit
-from .solvers.als import ALSOptions
+from .solvers.als import MOMENTUM_SCHEMES, ALSOptions
 
 
 def _fit_command(args: argparse.Namespace) -> int:
@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
     p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
-    p.add_argument("--momentum", choices=["sweep", "block"], default=ALSOptions.momentum,
+    p.add_argument("--momentum", choices=MOMENTUM_SCHEMES, default=ALSOptions.momentum,
                    help="momentum of the exact solver (ALSOptions.momentum)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--device", default="cpu")

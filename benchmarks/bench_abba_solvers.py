@@ -23,14 +23,14 @@ import torch
 
 import abba_analysis as aa
 from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
-from abba_analysis.solvers.als import ALSOptions
+from abba_analysis.solvers.als import MOMENTUM_SCHEMES, ALSOptions
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_case_arguments(parser, repeats=5)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--momentum", default=ALSOptions.momentum, choices=["sweep", "block"],
+    parser.add_argument("--momentum", default=ALSOptions.momentum, choices=MOMENTUM_SCHEMES,
                         help="the exact solver's momentum (default: the package's)")
     args = parser.parse_args()
     warm = aa.targets.gaussian(64, seed=0, dtype="float32")  # first-call costs stay out of the timings

@@ -31,6 +31,10 @@ from ..workspace import Workspace, product, scratch
 from .base import Callback, Factors, Problem, SolveOutput, check_range, stalled, unbatch
 
 
+#: The values of :attr:`ALSOptions.momentum`.
+MOMENTUM_SCHEMES = ("sweep", "block")
+
+
 @dataclass(frozen=True)
 class ALSOptions:
     """Options of the block-coordinate solver.
@@ -103,7 +107,7 @@ class ALSOptions:
         check_range("rtol", self.rtol, 0.0)
         if self.ridge is not None:
             check_range("ridge", self.ridge, 0.0, low_open=True)
-        if self.momentum not in ("sweep", "block"):
+        if self.momentum not in MOMENTUM_SCHEMES:
             raise ValueError(f"momentum must be 'sweep' or 'block', got {self.momentum!r}")
         check_range("beta", self.beta, 0.0, 1.0)
         check_range("growth", self.growth, 1.0)
@@ -439,7 +443,7 @@ class ALS:
         beta_cap = torch.ones(batch, dtype=torch.float64)
         ridge = torch.full((batch,), base_ridge, dtype=torch.float64)
         omega = torch.ones(batch, dtype=torch.float64)  # each target's current relaxation
-        tail = torch.zeros(batch, dtype=torch.bool)  # targets with per-block momentum on (MOMENTUM_SWITCH)
+        block_momentum_on = torch.zeros(batch, dtype=torch.bool)  # per target, once MOMENTUM_SWITCH is met
         rows, part = torch.arange(batch), problem  # the targets still sweeping, and their problems
 
         def sweep_from(mask: torch.Tensor, start: Factors, candidate: Factors, errors: torch.Tensor,
@@ -457,10 +461,11 @@ class ALS:
         for it in range(1, options.max_iter + 1):
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
             xa = _select(x, rows)
-            # The targets extrapolated in this sweep. By block, those in their slow tail: while plain
-            # sweeps still shrink the error fast, per-block momentum would hold it to a rate of β.
+            # The targets extrapolated in this sweep. By block, those past their first sweep gaining
+            # less than MOMENTUM_SWITCH: while plain sweeps still shrink the error fast, per-block
+            # momentum would hold it to a rate of β.
             if by_block:
-                active = tail[rows] & options.extrapolate
+                active = block_momentum_on[rows] & options.extrapolate
             else:
                 active = torch.full((len(rows),), options.extrapolate and it > 1)
             extrapolated = bool(active.any())
@@ -512,7 +517,7 @@ class ALS:
                 histories[k].append(error)
                 gain = histories[k][-2] - error
                 omega[k] = options.relaxation if gain < SLOW_SWEEP * histories[k][-2] else 1.0
-                tail[k] |= gain < MOMENTUM_SWITCH * histories[k][-2]
+                block_momentum_on[k] |= gain < MOMENTUM_SWITCH * histories[k][-2]
                 if error <= options.tol:
                     statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {it} sweeps", True
                 elif stalled(histories[k], 1, options.rtol):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ._validation import SeedLike, as_generator
-from .linalg import randomized_svd, split_factors, truncated_svd
+from .linalg import gram_truncated_svd, randomized_svd, split_factors, truncated_svd
 from .parameterizations import get_method
 
 Factors = dict[str, torch.Tensor]
@@ -150,21 +150,22 @@ def kaiming_uniform(rng: np.random.Generator, rows: int, cols: int, dtype: torch
 
 
 EXACT_SVD_MAX = 2048
-"""Largest min(m, n) for which SVD-based inits take an exact SVD (in float64); beyond it, the top
-triplets come from a randomized SVD with 8 power iterations in the matrix's dtype, which keeps a
-4096 x 11008 init to a few times the matrix's memory. MiLoRA's smallest triplets always need the
-exact SVD."""
+"""Largest min(m, n) for which SVD-based inits take exact top triplets (in float64, from the Gram
+matrix of the shorter side); beyond it, they come from a randomized SVD with 8 power iterations in
+the matrix's dtype, which keeps a 4096 x 11008 init to a few times the matrix's memory. MiLoRA's
+smallest triplets always take a full SVD (the Gram matrix would square their accuracy away)."""
 
 
 def top_singular_triplets(matrix: torch.Tensor, count: int, device: torch.device | None = None,
                           rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The top ``count`` singular triplets ``(U, S, Vh)``: exact (float64) up to :data:`EXACT_SVD_MAX`,
-    randomized beyond (8 power iterations, in the matrix's dtype, seeded from ``rng``, default seed 0)."""
+    """The top ``count`` singular triplets ``(U, S, Vh)``: exact (float64, from the Gram matrix,
+    :func:`~abba_analysis.linalg.gram_truncated_svd`) up to :data:`EXACT_SVD_MAX`, randomized beyond
+    (8 power iterations, in the matrix's dtype, seeded from ``rng``, default seed 0)."""
     device = matrix.device if device is None else device
     if min(matrix.shape) > EXACT_SVD_MAX:
         return randomized_svd(matrix.to(device=device), count, oversample=max(10, count), power_iters=8,
                               seed=rng if rng is not None else 0)
-    return truncated_svd(matrix.to(device=device, dtype=torch.float64), count)
+    return gram_truncated_svd(matrix.to(device=device, dtype=torch.float64), count)
 
 
 def svd_pair(matrix: torch.Tensor, first: int, count: int, dtype: torch.dtype, device: torch.device,

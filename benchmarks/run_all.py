@@ -6,6 +6,7 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_momentum``: the ABBA solver's two momentum schemes vs block-coordinate descent with
   per-block momentum (the Hadamard-decomposition literature's scheme), time to the better final error;
 - ``bench_batched``: one batched fit of a stack vs a Python loop of single fits;
+- ``bench_init_svd``: the SVD-based inits' top singular triplets, from the Gram matrix vs a full SVD;
 - ``bench_small_solves``: the ALS solver's r x r solves, LAPACK's batched LU vs the lane-wise Cholesky;
 - ``bench_workspace``: one ALS sweep with its temporaries in a reused workspace vs allocated afresh;
 - ``bench_relaxation``: over-relaxed ABBA and HiRA block updates vs plain ones, time to the plain fit's final error;
@@ -33,6 +34,7 @@ FULL = {
     "bench_abba_solvers": [],
     "bench_momentum": [],
     "bench_batched": [],
+    "bench_init_svd": [],
     "bench_small_solves": [],
     "bench_workspace": [],
     "bench_relaxation": [],
@@ -46,6 +48,7 @@ QUICK = {
                            "--steps", "300"],
     "bench_momentum": ["--shapes", "128x128", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1"],
     "bench_batched": ["--count", "8", "--size", "64", "--repeats", "1"],
+    "bench_init_svd": ["--shapes", "256x256", "128x384", "--counts", "4", "--repeats", "2"],
     "bench_small_solves": ["--ranks", "4", "--counts", "512", "8192", "--repeats", "3"],
     "bench_workspace": ["--blocks", "1", "--iterations", "2", "--cases", "hira batch 64 x 128x128, r=8"],
     "bench_relaxation": ["--shapes", "128x128", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1"],

@@ -2,8 +2,10 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import abba_analysis as aa
+from abba_analysis.linalg import gram_truncated_svd, truncated_svd
 
 
 @pytest.mark.parametrize("r", [1, 12, 24, 100])
@@ -40,6 +42,26 @@ def test_randomized_svd_on_a_gaussian_target_is_close():
     exact = aa.fit(T, "lora", rank=10)
     rand = aa.fit(T, "lora", rank=10, solver="rsvd", seed=0, power_iters=8)
     assert rand.error == pytest.approx(exact.error, rel=2e-3)
+
+
+@pytest.mark.parametrize("shape", [(120, 80), (80, 120)])
+def test_gram_truncated_svd_matches_the_full_svd(shape):
+    T = torch.from_numpy(aa.targets.power_law(*shape, exponent=1.0, seed=4))
+    u, s, vh = gram_truncated_svd(T, 12)
+    u_ref, s_ref, vh_ref = truncated_svd(T, 12)
+    np.testing.assert_allclose(s.numpy(), s_ref.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(u.numpy(), u_ref.numpy(), atol=1e-10)  # same signs as truncated_svd
+    np.testing.assert_allclose(vh.numpy(), vh_ref.numpy(), atol=1e-10)
+
+
+def test_gram_truncated_svd_of_a_rank_deficient_matrix_keeps_an_orthonormal_basis():
+    rng = np.random.default_rng(5)
+    T = torch.from_numpy(rng.standard_normal((60, 3)) @ rng.standard_normal((3, 40)))
+    u, s, vh = gram_truncated_svd(T, 6)
+    np.testing.assert_allclose((u.T @ u).numpy(), np.eye(6), atol=1e-12)
+    np.testing.assert_allclose((vh @ vh.T).numpy(), np.eye(6), atol=1e-12)
+    assert float(s[3:].max()) < 1e-12 * float(s[0])
+    np.testing.assert_allclose(((u * s) @ vh).numpy(), T.numpy(), atol=1e-12 * float(s[0]))
 
 
 def test_adam_lora_approaches_the_closed_form():

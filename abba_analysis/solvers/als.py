@@ -108,7 +108,7 @@ class ALSOptions:
         if self.ridge is not None:
             check_range("ridge", self.ridge, 0.0, low_open=True)
         if self.momentum not in MOMENTUM_SCHEMES:
-            raise ValueError(f"momentum must be 'sweep' or 'block', got {self.momentum!r}")
+            raise ValueError(f"momentum must be one of {MOMENTUM_SCHEMES}, got {self.momentum!r}")
         check_range("beta", self.beta, 0.0, 1.0)
         check_range("growth", self.growth, 1.0)
         check_range("shrink", self.shrink, 1.0)

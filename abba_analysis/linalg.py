@@ -31,9 +31,9 @@ def gram_truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, t
     """Top-``rank`` singular triplets ``(U, S, Vh)`` of one matrix from the eigendecomposition of the
     Gram matrix of its shorter side, with :func:`truncated_svd`'s signs.
 
-    About 2x (square) to 4x (384 x 1536) faster than a full SVD on CPU. Squaring the matrix costs
-    accuracy only for small singular values: the top right singular subspace is exact up to about
-    ``eps sigma_1^2 / (sigma_rank^2 - sigma_{rank+1}^2)``, and the approximation ``U diag(S) Vh`` is the
+    2-3.5x faster than a full SVD on CPU at 512² and 384 x 1536 (``benchmarks/bench_init_svd.py``).
+    Squaring costs accuracy only for small singular values: the top right singular subspace is exact
+    up to about ``eps sigma_1^2 / (sigma_rank^2 - sigma_{rank+1}^2)``, and ``U diag(S) Vh`` is the
     projection of ``matrix`` onto it. ``S`` is the norm of ``matrix V`` (accurate for that V, unlike
     the square root of a tiny eigenvalue), and ``U`` is orthonormalized, so that directions with
     singular values at rounding level (a rank-deficient matrix) still form an orthonormal basis, as

@@ -83,9 +83,9 @@ class ALSOptions:
         ω = 1.3 took a median 1.31 (ABBA) and 1.08 (HiRA) of the plain fit's time to come within
         0.1% of its final error (with ``momentum="sweep"``: 0.81 and 0.79;
         ``benchmarks/bench_relaxation.py``, 21 cases per method). It can also change which local
-        minimum a fit ends in (small ABBA targets: -24% to +43%), and its per-sweep gains are less
-        even: with a loose ``rtol`` a relaxed fit stops earlier (HiRA at 512², rank 24-72, rtol =
-        1e-4: medians -0.03% to +0.25% against the plain fit). Relaxed from the first sweep, a fit
+        minimum a fit ends in (small sparse ABBA targets at r = 16: +5% to +23%), and its per-sweep
+        gains are less even: with a loose ``rtol`` a relaxed fit stops earlier (HiRA at 512², rank
+        24-72, rtol = 1e-4: medians +0.03% to +0.27% against the plain fit). Relaxed from the first sweep, a fit
         that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8, without
         extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
     """

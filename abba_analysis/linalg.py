@@ -48,7 +48,8 @@ def gram_truncated_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, t
     order = torch.argsort(s, descending=True)
     projected, s, v = projected[:, order], s[order], v[:, order]
     q, r = torch.linalg.qr(projected)
-    u = q * torch.where(r.diagonal() < 0, -1.0, 1.0).to(q)  # keep each column's direction: U S = tall V
+    # QR may flip a column: keep its direction, so that U S = tall V up to rounding.
+    u = q * torch.where(r.diagonal() < 0, -1.0, 1.0).to(q)
     u, vh = (v, u.mT) if wide else (u, v.mT)
     u, vh = _flip_signs(u, vh)
     return u, s, vh

@@ -80,14 +80,14 @@ class ALSOptions:
         objective is quadratic, so for ω in (0, 2) an update still lowers ``||residual||^2``, by at
         least ``(2ω - ω²) Σ_i δ_i^T G_i δ_i``. Over-relaxing damps the zig-zag between coupled blocks
         in a slow tail, which the default per-block momentum already does: at 512² and 384 x 1536,
-        ω = 1.3 took a median 1.31 (ABBA) and 1.08 (HiRA) of the plain fit's time to come within
+        ω = 1.3 took a median 1.37 (ABBA) and 1.08 (HiRA) of the plain fit's time to come within
         0.1% of its final error (with ``momentum="sweep"``: 0.81 and 0.79;
         ``benchmarks/bench_relaxation.py``, 21 cases per method). It can also change which local
         minimum a fit ends in (small sparse ABBA targets at r = 16: +5% to +23%), and its per-sweep
         gains are less even: with a loose ``rtol`` a relaxed fit stops earlier (HiRA at 512², rank
-        24-72, rtol = 1e-4: medians +0.03% to +0.27% against the plain fit). Relaxed from the first sweep, a fit
-        that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8, without
-        extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
+        24-72, rtol = 1e-4: medians +0.03% to +0.27% against the plain fit). Relaxed from the first
+        sweep, a fit that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8,
+        without extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
     """
 
     max_iter: int = 500

@@ -200,7 +200,9 @@ def fit(
         above the bound on such a target say so (in ``message``, and a warning).
     callback : callable, optional
         ``callback(iteration, error, factors)`` after each iteration; returning True stops. For a
-        stack it receives the errors (numpy array) and batched factors of the targets still running.
+        stack it receives the errors (numpy array) and batched factors of the targets still running,
+        as the solver holds them: fitted to each target divided by its RMS value
+        (``||T||_F / sqrt(m n)``), so their product times that RMS approximates the target.
     **solver_options
         Passed to the solver's options (e.g. ``steps``, ``lr`` for Adam; ``max_iter``, ``tol`` for ALS).
 
@@ -261,7 +263,7 @@ def fit(
     schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init, restarts,
                                              algebraic=[r and init is None for r in representable])
     best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
-                                            _batch_callback(callback, stacked))
+                                            _batch_callback(callback, stacked, rms if chosen.iterative else None))
     stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
     errors = problem.relative_errors(stacked_best).tolist()
     if chosen.iterative:
@@ -362,12 +364,15 @@ def _rank_tolerance(dtype: torch.dtype) -> float:
     return max(1e-6, 100 * torch.finfo(dtype).eps)
 
 
-def _batch_callback(callback: Callback | None, stacked: bool) -> Callback | None:
-    """A single fit's callback sees a float error and unbatched factors; a stack's sees the batch."""
+def _batch_callback(callback: Callback | None, stacked: bool, rms: torch.Tensor | None) -> Callback | None:
+    """A single fit's callback sees a float error and unbatched factors of the target itself (scaled
+    back by ``rms``, the scale the solver divided it by); a stack's sees the batch as solved."""
     if callback is None or stacked:
         return callback
 
     def single(iteration: int, errors: np.ndarray, factors: dict[str, torch.Tensor]) -> Any:
+        if rms is not None:
+            factors = _scale_back(factors, rms)
         return callback(iteration, float(errors[0]), {k: v[0] for k, v in factors.items()})
 
     return single

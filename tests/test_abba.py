@@ -4,6 +4,8 @@ import pytest
 
 import abba_analysis as aa
 from abba_analysis import metrics
+from abba_analysis.solvers import als
+from conftest import exact_abba
 
 KINDS = {
     "low_rank": dict(rank=20),
@@ -103,6 +105,59 @@ def test_default_fit_never_ends_above_lora_at_rank_r1(kind, ranks):
     assert fit.error <= lora_r1 + 1e-12
     assert fit.bracket.lower - 1e-12 <= fit.error <= fit.bracket.upper + 1e-12
     assert 0 <= fit.bracket_position <= 1 + 1e-9
+
+
+@pytest.mark.parametrize("ranks,first_rank", [((16, 16), 8), ((15, 16), 15), ((17, 20), 9)])
+def test_rank_continuation_starts_at_half_rank_from_rank_16(ranks, first_rank):
+    """The ``svd-ones`` start is LoRA at rank r1; continued, its leading half is LoRA at ceil(r1/2)."""
+    T = aa.targets.gaussian(420, 400, seed=0)  # r1 r2 < min(m, n): no algebraic start
+    fit = aa.fit(T, "abba", rank=ranks, seed=0, max_iter=1)
+    assert fit.history[0] == pytest.approx(metrics.truncated_svd_error(T, first_rank), rel=1e-12)
+
+
+def test_rank_continuation_reports_every_sweep_at_full_rank(monkeypatch):
+    """Continued from half the ranks (here from rank 8 on, for a small target), the history starts
+    at the leading half of the ``svd-ones`` start (LoRA at rank 4), the half-rank sweeps are
+    iterations, and every callback sees full-rank factors whose product has the error it is given."""
+    monkeypatch.setattr(als, "CONTINUATION_MIN_RANK", 8)
+    T = aa.targets.gaussian(96, 80, seed=0)
+    seen = []
+
+    def record(it, err, f):
+        assert {k: v.shape for k, v in f.items()} == {"B1": (96, 8), "A1": (8, 80), "B2": (96, 8), "A2": (8, 80)}
+        approx = (f["B1"] @ f["A1"]) * (f["B2"] @ f["A2"])
+        seen.append((it, err, metrics.relative_error(T, approx)))
+
+    fit = aa.fit(T, "abba", rank=(8, 8), seed=0, callback=record)
+    assert fit.history[0] == pytest.approx(metrics.truncated_svd_error(T, 4), rel=1e-12)
+    assert [it for it, _, _ in seen] == list(range(1, fit.iterations + 1)) and fit.iterations == len(fit.history) - 1
+    np.testing.assert_allclose([e for _, e, _ in seen], fit.history[1:], rtol=0, atol=0)
+    np.testing.assert_allclose([e for _, _, e in seen], fit.history[1:], rtol=1e-9)
+    assert np.all(np.diff(fit.history) <= 1e-12 * np.asarray(fit.history[:-1]))
+    plain = aa.fit(T, "abba", rank=(8, 8), seed=0, continuation=False)
+    assert plain.history[0] == pytest.approx(metrics.truncated_svd_error(T, 8), rel=1e-12)
+    assert abs(fit.error - plain.error) < 0.01  # both converge; which one is lower varies
+
+
+def test_rank_continuation_resumes_from_a_better_start(monkeypatch):
+    """On a target of rank 8 the ``svd-ones`` start at (8, 8) is exact; the half-rank fit at (4, 4)
+    is not, so the fit resumes from the start (one more history entry) and ends exact."""
+    monkeypatch.setattr(als, "CONTINUATION_MIN_RANK", 8)
+    T = aa.targets.low_rank(96, 80, rank=8, seed=0)
+    fit = aa.fit(T, "abba", rank=(8, 8), init="svd-ones", seed=0)
+    history = np.asarray(fit.history)
+    assert history[0] > 0.1 and fit.error < 1e-12
+    resume = int(np.argmax(history < 1e-12))  # the first entry at the exact start
+    assert history[resume - 1] > 1e-6  # the half-rank fit's end, well above it
+    assert fit.iterations == len(history) - 1
+
+
+def test_algebraic_start_is_not_continued(monkeypatch):
+    """The ``segre`` start factors an exact product at full rank; halving it would discard that."""
+    monkeypatch.setattr(als, "CONTINUATION_MIN_RANK", 4)
+    T, _ = exact_abba(200, 150, 4, 4, seed=0)
+    fit = aa.fit(T, "abba", rank=(4, 4), seed=0, max_iter=1)
+    assert fit.init == "segre" and fit.history[0] < 1e-6
 
 
 def test_abba_beats_lora_at_equal_budget_on_gaussian():

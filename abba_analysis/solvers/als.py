@@ -21,7 +21,7 @@ diagonal of ``G_i``) keeps rank-deficient rows solvable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -88,6 +88,16 @@ class ALSOptions:
         24-72, rtol = 1e-4: medians +0.03% to +0.27% against the plain fit). Relaxed from the first
         sweep, a fit that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8,
         without extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
+    continuation : bool
+        Rank continuation for ABBA fits with ``min(r1, r2) >= CONTINUATION_MIN_RANK``: first fit at
+        half the ranks, ``(ceil(r1/2), ceil(r2/2))``, from the leading half of the start, until a
+        sweep gains less than :data:`CONTINUATION_RTOL`; then extend that fit to the full ranks
+        (new columns of B zero, new rows of A the start's own, so the product is unchanged) and
+        sweep on. The half-rank fit may itself continue from a quarter-rank one. The history and
+        ``iterations`` include the half-rank sweeps (the product of a half-rank fit, padded with
+        zeros, is a full-rank iterate). If the half-rank fit ends above the full-rank start's error,
+        the fit resumes from the start instead (one more history entry), so a fit never ends above
+        its start (with ``svd-ones``: LoRA's optimum at rank r1).
     """
 
     max_iter: int = 500
@@ -100,6 +110,7 @@ class ALSOptions:
     growth: float = 1.1
     shrink: float = 2.0
     relaxation: float = 1.0
+    continuation: bool = True
 
     def __post_init__(self) -> None:
         check_range("max_iter", self.max_iter, 1)
@@ -177,6 +188,13 @@ MOMENTUM_SWITCH = 0.1
 #: leaves the fast modes of the iteration damped only by β per sweep (between sweeps, the next sweep
 #: damps them), so at β = 1 the iterate oscillates and the error stalls.
 BLOCK_BETA_MAX = 0.9
+
+#: ABBA fits whose ranks are both at least this continue from a half-rank fit (:attr:`ALSOptions.continuation`).
+CONTINUATION_MIN_RANK = 16
+
+#: The half-rank fit of a rank continuation stops once a sweep lowers its error by less than this
+#: (relative), or earlier with a larger ``rtol``.
+CONTINUATION_RTOL = 1e-3
 
 #: From this many systems on (per proximal step, all targets together) CPU fits solve them lane-wise
 #: (:func:`~abba_analysis.linalg.cholesky_solve_lanes`); below it LAPACK's batched LU is faster.
@@ -391,6 +409,21 @@ def _select(f: Factors, rows: torch.Tensor) -> Factors:
     return {k: v[rows] for k, v in f.items()}
 
 
+def _extend(lower: torch.Tensor, start: torch.Tensor, name: str) -> torch.Tensor:
+    """A half-rank fit's factor at full rank: B gains zero columns, A the start's rows past the fit's
+    rank, so the product is unchanged and the new terms can grow in the next solve of B."""
+    if name.startswith("B"):
+        return torch.cat([lower, lower.new_zeros(lower.shape[0], start.shape[-1] - lower.shape[-1])], dim=-1)
+    return torch.cat([lower, start[lower.shape[0]:]], dim=0)
+
+
+def _padded(f: Factors, ranks: tuple[int, ...]) -> Factors:
+    """Batched half-rank factors padded with zeros to ``ranks`` (the same product), for callbacks."""
+    width = {"B1": ranks[0], "A1": ranks[0], "B2": ranks[1], "A2": ranks[1]}
+    return {k: (torch.nn.functional.pad(v, (0, width[k] - v.shape[-1])) if k.startswith("B")
+                else torch.nn.functional.pad(v, (0, 0, 0, width[k] - v.shape[-2]))) for k, v in f.items()}
+
+
 class ALS:
     """Exact block-coordinate descent: every factor update solves its least-squares problem exactly.
 
@@ -413,6 +446,53 @@ class ALS:
     ) -> list[SolveOutput]:
         if factors is None:
             raise ValueError("the als solver needs starting factors")
+        if problem.method.name == "abba" and options.continuation and min(problem.ranks) >= CONTINUATION_MIN_RANK:
+            return self._continued(problem, factors, options, callback)
+        return self._sweeps(problem, factors, options, callback)
+
+    def _continued(self, problem: Problem, factors: Factors, options: ALSOptions,
+                   callback: Callback | None) -> list[SolveOutput]:
+        """Rank continuation (:attr:`ALSOptions.continuation`): a half-rank fit, extended, then swept on."""
+        half = tuple((r + 1) // 2 for r in problem.ranks)
+        width = {"B1": half[0], "A1": half[0], "B2": half[1], "A2": half[1]}
+        leading = {k: (v[..., :width[k]] if k.startswith("B") else v[:, :width[k]]).contiguous()
+                   for k, v in factors.items()}
+        clock = [0]  # sweeps of the half-rank stage (the batch's clock)
+
+        def lower_callback(it: int, errors: np.ndarray, f: Factors) -> bool:
+            clock[0] = it
+            return callback is not None and bool(callback(it, errors, _padded(f, problem.ranks)))
+
+        lower = self.solve(Problem(problem.method, problem.target, half, problem.base), leading,
+                           replace(options, rtol=max(options.rtol, CONTINUATION_RTOL)), lower_callback)
+        extended = {k: torch.stack([_extend(out.factors[k], v[i], k) for i, out in enumerate(lower)])
+                    for k, v in factors.items()}
+        if any(out.status == "stopped" for out in lower):
+            return unbatch(extended, [out.history for out in lower], ["stopped"] * problem.batch,
+                           [f"stopped by the callback at sweep {clock[0]}"] * problem.batch)
+        if clock[0] >= options.max_iter:
+            return unbatch(extended, [out.history for out in lower], ["max_iter"] * problem.batch,
+                           [f"ran all {options.max_iter} sweeps"] * problem.batch)
+        # A target whose half-rank fit ended above its full-rank start resumes from that start.
+        start_errors = problem.relative_errors(factors).double().cpu()
+        resumed = torch.tensor([not (out.history[-1] <= float(e)) for out, e in zip(lower, start_errors, strict=True)])
+        histories = [out.history + ([float(start_errors[i])] if resumed[i] else []) for i, out in enumerate(lower)]
+        if bool(resumed.any()):
+            for k in extended:
+                extended[k][resumed] = factors[k][resumed]
+            clock[0] += 1  # the resumed entry is an iteration, as every history entry is
+            if callback is not None and callback(clock[0], start_errors[resumed].numpy(),
+                                                 _select(extended, resumed.nonzero()[:, 0])):
+                return unbatch(extended, histories, ["stopped"] * problem.batch,
+                               [f"stopped by the callback at sweep {clock[0]}"] * problem.batch)
+        upper = self._sweeps(problem, extended, options, callback, sweeps_run=clock[0])
+        return [SolveOutput(out.factors, histories[i] + out.history[1:], len(histories[i]) + len(out.history) - 2,
+                            out.status, out.message) for i, out in enumerate(upper)]
+
+    def _sweeps(self, problem: Problem, factors: Factors, options: ALSOptions, callback: Callback | None,
+                sweeps_run: int = 0) -> list[SolveOutput]:
+        """Block-coordinate sweeps from ``factors`` at the problem's ranks, numbered on from ``sweeps_run``
+        sweeps already run (by a rank continuation's half-rank fit) up to ``options.max_iter``."""
         batch, abba = problem.batch, problem.method.name == "abba"
         base_ridge = options.ridge if options.ridge is not None else (
             1e-10 if problem.target.dtype == torch.float64 else 1e-6)
@@ -458,7 +538,7 @@ class ALS:
             for k in candidate:
                 candidate[k][local] = swept[k]
 
-        for it in range(1, options.max_iter + 1):
+        for it in range(sweeps_run + 1, options.max_iter + 1):
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
             xa = _select(x, rows)
             # The targets extrapolated in this sweep. By block, those past their first sweep gaining
@@ -467,7 +547,7 @@ class ALS:
             if by_block:
                 active = block_momentum_on[rows] & options.extrapolate
             else:
-                active = torch.full((len(rows),), options.extrapolate and it > 1)
+                active = torch.full((len(rows),), options.extrapolate and it > sweeps_run + 1)
             extrapolated = bool(active.any())
             if extrapolated and by_block:
                 # Targets with and without momentum sweep apart: the block order differs (as a lone fit's).

@@ -6,6 +6,9 @@ so the strictest baseline). We print each solver's final error and the wall time
 needs to reach the error Adam ends with, as a ratio to Adam's total time. Medians over
 ``--repeats`` seeds (for ``real``: the MiniLM fine-tuning delta of one layer per repeat).
 
+Where the default continues from a half-rank fit (``min(r1, r2) >= CONTINUATION_MIN_RANK``), the
+same fit without it (``continuation=False``) is timed too, on the same seeds and Adam errors.
+
 Kinds: ``gaussian``, ``orthogonal``, ``sparse`` (random, any shape) and ``real`` (the ``ΔW`` of a
 real MiniLM fine-tune, :func:`abba_analysis.deltas.minilm.finetune_minilm`; its MLP output weights are
 384 x 1536, so ``real`` runs at that shape only).
@@ -23,7 +26,8 @@ import torch
 
 import abba_analysis as aa
 from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
-from abba_analysis.solvers.als import MOMENTUM_SCHEMES, ALSOptions
+from abba_analysis.solvers.als import CONTINUATION_MIN_RANK, MOMENTUM_SCHEMES, ALSOptions
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,28 +42,41 @@ def main() -> None:
     aa.fit(warm, "abba", (2, 2), device=args.device)
     print(f"# ABBA, float32, device {args.device}; momentum {args.momentum}; {machine()}; medians of {args.repeats}")
     print("| shape | target | r1=r2 | Adam final | default final | default vs Adam | Adam s | "
-          "default s to Adam's error | ratio |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "default s to Adam's error | ratio | without continuation: final vs Adam | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     real = [layer.delta for layer in real_layers(args.repeats)] if "real" in args.kinds else []
-    ratios = []
+    ratios, plain_ratios = [], []
     for shape_text, shape, kind, r in cases(args.shapes, args.kinds, args.ranks):
+        continued = r >= CONTINUATION_MIN_RANK
         rows = []
         for seed in range(args.repeats):
             T = real[seed] if kind == "real" else aa.targets.make(kind, *shape, seed=seed, dtype="float32")
             adam, adam_t = timed_fit(T, "abba", (r, r), solver="adam", steps=args.steps, lr=1e-2,
                                      schedule="cosine", seed=seed, device=args.device, bracket=False)
-            best, best_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False,
-                                     momentum=args.momentum)
-            reach = time_to_error(best.history, best_t, adam.error)
-            rows.append((adam.error, best.error, adam_t[-1], reach, reach / adam_t[-1]))
-        a_err, d_err, a_s, d_s, ratio = (median(c) for c in zip(*rows, strict=True))
+            row = [adam.error, adam_t[-1]]
+            for continuation in (True, False) if continued else (True,):
+                fit, fit_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False,
+                                       momentum=args.momentum, continuation=continuation)
+                reach = time_to_error(fit.history, fit_t, adam.error)
+                row += [fit.error, reach, reach / adam_t[-1]]
+            rows.append(row)
+        columns = [median(c) for c in zip(*rows, strict=True)]
+        a_err, a_s, d_err, d_s, ratio = columns[:5]
         ratios.append(ratio)
-        rel = (d_err - a_err) / a_err
-        print(f"| {shape_text} | {kind} | {r} | {a_err:.5f} | {d_err:.5f} | {100 * rel:+.2f}% | {a_s:.2f} | "
-              f"{d_s:.2f} | {ratio:.3f} |", flush=True)
+        plain = "| — | — |"
+        if continued:
+            p_err, _, p_ratio = columns[5:]
+            plain_ratios.append((ratio, p_ratio))
+            plain = f"| {100 * (p_err - a_err) / a_err:+.2f}% | {p_ratio:.3f} |"
+        print(f"| {shape_text} | {kind} | {r} | {a_err:.5f} | {d_err:.5f} | {100 * (d_err - a_err) / a_err:+.2f}% | "
+              f"{a_s:.2f} | {d_s:.2f} | {ratio:.3f} {plain}", flush=True)
     finite = [x for x in ratios if np.isfinite(x)]
     print(f"ratio (median per case): best {min(ratios):.3f}, median {median(ratios):.3f}, worst {max(ratios):.3f}; "
           f"{len(ratios) - len(finite)} of {len(ratios)} cases never reach Adam's error in the median seed")
+    if plain_ratios:
+        with_c, without = zip(*plain_ratios, strict=True)
+        print(f"cases with continuation (r >= {CONTINUATION_MIN_RANK}): median ratio {median(with_c):.3f} with it, "
+              f"{median(without):.3f} without")
 
 
 if __name__ == "__main__":

@@ -111,8 +111,10 @@ def test_default_fit_never_ends_above_lora_at_rank_r1(kind, ranks):
 def test_rank_continuation_starts_at_half_rank_from_rank_16(ranks, first_rank):
     """The ``svd-ones`` start is LoRA at rank r1; continued, its leading half is LoRA at ceil(r1/2)."""
     T = aa.targets.gaussian(420, 400, seed=0)  # r1 r2 < min(m, n): no algebraic start
-    fit = aa.fit(T, "abba", rank=ranks, seed=0, max_iter=1)
+    fit = aa.fit(T, "abba", rank=ranks, seed=0, max_iter=1, continuation=True)
     assert fit.history[0] == pytest.approx(metrics.truncated_svd_error(T, first_rank), rel=1e-12)
+    plain = aa.fit(T, "abba", rank=ranks, seed=0, max_iter=1)  # off by default
+    assert plain.history[0] == pytest.approx(metrics.truncated_svd_error(T, ranks[0]), rel=1e-12)
 
 
 def test_rank_continuation_reports_every_sweep_at_full_rank(monkeypatch):
@@ -128,7 +130,7 @@ def test_rank_continuation_reports_every_sweep_at_full_rank(monkeypatch):
         approx = (f["B1"] @ f["A1"]) * (f["B2"] @ f["A2"])
         seen.append((it, err, metrics.relative_error(T, approx)))
 
-    fit = aa.fit(T, "abba", rank=(8, 8), seed=0, callback=record)
+    fit = aa.fit(T, "abba", rank=(8, 8), seed=0, callback=record, continuation=True)
     assert fit.history[0] == pytest.approx(metrics.truncated_svd_error(T, 4), rel=1e-12)
     assert [it for it, _, _ in seen] == list(range(1, fit.iterations + 1)) and fit.iterations == len(fit.history) - 1
     np.testing.assert_allclose([e for _, e, _ in seen], fit.history[1:], rtol=0, atol=0)
@@ -144,7 +146,7 @@ def test_rank_continuation_resumes_from_a_better_start(monkeypatch):
     is not, so the fit resumes from the start (one more history entry) and ends exact."""
     monkeypatch.setattr(als, "CONTINUATION_MIN_RANK", 8)
     T = aa.targets.low_rank(96, 80, rank=8, seed=0)
-    fit = aa.fit(T, "abba", rank=(8, 8), init="svd-ones", seed=0)
+    fit = aa.fit(T, "abba", rank=(8, 8), init="svd-ones", seed=0, continuation=True)
     history = np.asarray(fit.history)
     assert history[0] > 0.1 and fit.error < 1e-12
     resume = int(np.argmax(history < 1e-12))  # the first entry at the exact start
@@ -156,7 +158,7 @@ def test_algebraic_start_is_not_continued(monkeypatch):
     """The ``segre`` start factors an exact product at full rank; halving it would discard that."""
     monkeypatch.setattr(als, "CONTINUATION_MIN_RANK", 4)
     T, _ = exact_abba(200, 150, 4, 4, seed=0)
-    fit = aa.fit(T, "abba", rank=(4, 4), seed=0, max_iter=1)
+    fit = aa.fit(T, "abba", rank=(4, 4), seed=0, max_iter=1, continuation=True)
     assert fit.init == "segre" and fit.history[0] < 1e-6
 
 

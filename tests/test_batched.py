@@ -19,7 +19,7 @@ def stack(kind="gaussian", m=48, n=40):
     ("abba", (3, 2), "als", {}),
     ("abba", (3, 2), "als", {"momentum": "block"}),
     ("abba", (3, 2), "adam", {"steps": 150}),
-    ("abba", (8, 9), "als", {}),  # rank continuation from (4, 5)
+    ("abba", (8, 9), "als", {"continuation": True}),  # from (4, 5)
     ("hira", 4, "als", {}),
     ("hira", 4, "als", {"momentum": "block"}),
     ("hira", 4, "adam", {"steps": 150}),

@@ -9,10 +9,11 @@ from .closed_form import DivideSVD, ExactSVD, RandomizedSVD
 
 SOLVERS: dict[str, Solver] = {s.name: s for s in (ExactSVD(), RandomizedSVD(), DivideSVD(), Adam(), ALS())}
 
-# The fastest reliable solver per method: LoRA's optimum is closed form; for HiRA and ABBA the exact
-# block-coordinate solver reaches Adam's 3000-step error in 0.07-0.32 of Adam's time in 17 of 21
-# benchmark cases and ends at most 0.2% above it in the others (benchmarks/RESULTS.md); being monotone
-# from a LoRA(r1) start, it never ends above LoRA at rank r1.
+# The fastest reliable solver per method: LoRA's optimum is closed form; for ABBA the exact
+# block-coordinate solver reaches Adam's 3000-step error in 0.024-0.27 of Adam's time in 18 of 21
+# benchmark cases and ends level with it (+0.00%) in the others (benchmarks/RESULTS.md); being
+# monotone from a LoRA(r1) start, it never ends above LoRA at rank r1. HiRA's fit has the same block
+# structure.
 AUTO = {"lora": "svd", "hira": "als", "abba": "als"}
 
 

@@ -425,9 +425,14 @@ def _extend(lower: torch.Tensor, start: torch.Tensor, name: str) -> torch.Tensor
     return torch.cat([lower, start[lower.shape[0]:]], dim=0)
 
 
+def _abba_widths(ranks: tuple[int, ...]) -> dict[str, int]:
+    """Each ABBA factor's rank dimension: B's columns, A's rows."""
+    return {"B1": ranks[0], "A1": ranks[0], "B2": ranks[1], "A2": ranks[1]}
+
+
 def _padded(f: Factors, ranks: tuple[int, ...]) -> Factors:
     """Batched half-rank factors padded with zeros to ``ranks`` (the same product), for callbacks."""
-    width = {"B1": ranks[0], "A1": ranks[0], "B2": ranks[1], "A2": ranks[1]}
+    width = _abba_widths(ranks)
     return {k: (torch.nn.functional.pad(v, (0, width[k] - v.shape[-1])) if k.startswith("B")
                 else torch.nn.functional.pad(v, (0, 0, 0, width[k] - v.shape[-2]))) for k, v in f.items()}
 
@@ -462,7 +467,7 @@ class ALS:
                    callback: Callback | None) -> list[SolveOutput]:
         """Rank continuation (:attr:`ALSOptions.continuation`): a half-rank fit, extended, then swept on."""
         half = tuple((r + 1) // 2 for r in problem.ranks)
-        width = {"B1": half[0], "A1": half[0], "B2": half[1], "A2": half[1]}
+        width = _abba_widths(half)
         leading = {k: (v[..., :width[k]] if k.startswith("B") else v[:, :width[k]]).contiguous()
                    for k, v in factors.items()}
         clock = [0]  # sweeps of the half-rank stage (the batch's clock)

@@ -95,9 +95,10 @@ class ALSOptions:
         then extend that fit to the full ranks (new columns of B zero, new rows of A the start's
         own, so the product is unchanged) and sweep on. The half-rank fit may itself continue from
         a quarter-rank one. The history and ``iterations`` include the half-rank sweeps (the
-        product of a half-rank fit, padded with zeros, is a full-rank iterate). If the half-rank fit ends above the full-rank start's error,
-        the fit resumes from the start instead (one more history entry), so a fit never ends above
-        its start (with ``svd-ones``: LoRA's optimum at rank r1). The half-rank sweeps cost about a
+        product of a half-rank fit, padded with zeros, is a full-rank iterate). If the half-rank
+        fit ends above the full-rank start's error, the fit resumes from the start instead (one
+        more history entry), so a fit never ends above its start (with ``svd-ones``: LoRA's
+        optimum at rank r1). The half-rank sweeps cost about a
         quarter of a full one (the Gram products scale with r^2) and do most of the descent: at
         r = 16 (512² and 384 x 1536) fits reached Adam's final error in a median 0.169 of Adam's
         time, against 0.205 without (``benchmarks/bench_abba_solvers.py``, same seeds). But the

@@ -90,22 +90,21 @@ class ALSOptions:
         without extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
     continuation : bool
         Rank continuation (off by default) for ABBA fits with ``min(r1, r2) >=
-        CONTINUATION_MIN_RANK``: first fit at half the ranks, ``(ceil(r1/2), ceil(r2/2))``, from
-        the leading half of the start, until a sweep gains less than :data:`CONTINUATION_RTOL`;
-        then extend that fit to the full ranks (new columns of B zero, new rows of A the start's
-        own, so the product is unchanged) and sweep on. The half-rank fit may itself continue from
-        a quarter-rank one. The history and ``iterations`` include the half-rank sweeps (the
-        product of a half-rank fit, padded with zeros, is a full-rank iterate). If the half-rank
-        fit ends above the full-rank start's error, the fit resumes from the start instead (one
-        more history entry), so a fit never ends above its start (with ``svd-ones``: LoRA's
-        optimum at rank r1). The half-rank sweeps cost about a
-        quarter of a full one (the Gram products scale with r^2) and do most of the descent: at
-        r = 16 (512² and 384 x 1536) fits reached Adam's final error in a median 0.169 of Adam's
-        time, against 0.205 without (``benchmarks/bench_abba_solvers.py``, same seeds). But the
-        extended fit keeps the half-rank fit's structure, and where the full-rank optimum differs
-        it ends in a worse minimum: Fig. 2's sparse targets at r1 = r2 = 36 ended at 0.022 against
-        0.009 in its 200 sweeps (``reproduce`` at commit 0bf4ec8, where it was the default), hence
-        off by default.
+        CONTINUATION_MIN_RANK``: first fit at half the ranks, ``(ceil(r1/2), ceil(r2/2))``, from the
+        leading half of the start, until a sweep gains less than :data:`CONTINUATION_RTOL`; then
+        extend that fit to the full ranks (new columns of B zero, new rows of A the start's own, so
+        the product is unchanged) and sweep on. The half-rank fit may itself continue from a
+        quarter-rank one. The history and ``iterations`` include the half-rank sweeps (the product
+        of a half-rank fit, padded with zeros, is a full-rank iterate). If the half-rank fit ends
+        above the full-rank start's error, the fit resumes from the start instead (one more history
+        entry), so a fit never ends above its start (with ``svd-ones``: LoRA's optimum at rank r1).
+        The half-rank sweeps cost about a quarter of a full one (the Gram products scale with r^2)
+        and do most of the descent: at r = 16 (512² and 384 x 1536) fits reached Adam's final error
+        in a median 0.169 of Adam's time, against 0.205 without
+        (``benchmarks/bench_abba_solvers.py``, same seeds). But the extended fit keeps the half-rank
+        fit's structure, and where the full-rank optimum differs it ends in a worse minimum: Fig.
+        2's sparse targets at r1 = r2 = 36 ended at 0.022 against 0.009 in its 200 sweeps
+        (``reproduce`` at commit 0bf4ec8, where it was the default), hence off by default.
     """
 
     max_iter: int = 500

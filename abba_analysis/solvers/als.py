@@ -417,14 +417,6 @@ def _select(f: Factors, rows: torch.Tensor) -> Factors:
     return {k: v[rows] for k, v in f.items()}
 
 
-def _extend(lower: torch.Tensor, start: torch.Tensor, name: str) -> torch.Tensor:
-    """A half-rank fit's factor at full rank: B gains zero columns, A the start's rows past the fit's
-    rank, so the product is unchanged and the new terms can grow in the next solve of B."""
-    if name.startswith("B"):
-        return torch.cat([lower, lower.new_zeros(lower.shape[0], start.shape[-1] - lower.shape[-1])], dim=-1)
-    return torch.cat([lower, start[lower.shape[0]:]], dim=0)
-
-
 def _abba_widths(ranks: tuple[int, ...]) -> dict[str, int]:
     """Each ABBA factor's rank dimension: B's columns, A's rows."""
     return {"B1": ranks[0], "A1": ranks[0], "B2": ranks[1], "A2": ranks[1]}
@@ -478,8 +470,11 @@ class ALS:
 
         lower = self.solve(Problem(problem.method, problem.target, half, problem.base), leading,
                            replace(options, rtol=max(options.rtol, CONTINUATION_RTOL)), lower_callback)
-        extended = {k: torch.stack([_extend(out.factors[k], v[i], k) for i, out in enumerate(lower)])
-                    for k, v in factors.items()}
+        # At full rank B gains zero columns and A the start's rows past the half rank: the product
+        # is unchanged, and the new terms can grow in the next solve of B.
+        extended = _padded({k: torch.stack([out.factors[k] for out in lower]) for k in factors}, problem.ranks)
+        for k in ("A1", "A2"):
+            extended[k][:, width[k]:] = factors[k][:, width[k]:]
         if any(out.status == "stopped" for out in lower):
             return unbatch(extended, [out.history for out in lower], ["stopped"] * problem.batch,
                            [f"stopped by the callback at sweep {clock[0]}"] * problem.batch)

@@ -38,6 +38,6 @@ class HiRA(SinglePairShapes):
         # Not in place on B @ A: under bf16 autocast it is bf16, and the residual must stay float32.
         BA = product(B, A, workspace, "product")
         residual = torch.mul(base, BA, out=scratch(workspace, "residual", base, BA, target)).sub_(target)
-        residual2 = torch.square(residual, out=scratch(workspace, "weighted", residual)).sum((-2, -1))
+        residual2 = torch.linalg.matrix_norm(residual).square()
         weighted = torch.mul(residual, base, out=scratch(workspace, "weighted", residual))
         return residual2, {"B": weighted @ A.mT, "A": B.mT @ weighted}

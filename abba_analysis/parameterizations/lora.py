@@ -72,5 +72,5 @@ class LoRA(SinglePairShapes):
         # Not in place on B @ A: under bf16 autocast it is bf16, and the residual must stay float32.
         BA = product(B, A, workspace, "product")
         residual = torch.sub(BA, target, out=scratch(workspace, "residual", target, BA))
-        residual2 = torch.square(residual, out=scratch(workspace, "squared", residual)).sum((-2, -1))
+        residual2 = torch.linalg.matrix_norm(residual).square()
         return residual2, {"B": residual @ A.mT, "A": B.mT @ residual}

@@ -378,22 +378,22 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxatio
     the residual), all in ``workspace`` if given (else new tensors, as they are needed).
     """
     m, n = target.shape[-2:]
-    ws = workspace
     for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
         bo, ao = f[b_other], f[a_other]
-        weight = product(bo, ao, ws, "weight")
+        weight = product(bo, ao, workspace, "weight")
         lowrank = lowrank_route_is_cheaper(m, bo.shape[-1], n, target.dtype)
-        squared = None if lowrank else torch.mul(weight, weight, out=scratch(ws, "squared", weight))
+        squared = None if lowrank else torch.mul(weight, weight, out=scratch(workspace, "squared", weight))
         for block in ((a, b) if momentum is not None else (b, a)):
             if block == b:
-                gram = lowrank_weight_gram(bo, ao, f[a], ws) if lowrank else dense_weight_gram(squared, f[a], ws)
-                f[b] = update_rows(target, weight, f[b], f[a], gram, ridge, relaxation, ws)
+                gram = (lowrank_weight_gram(bo, ao, f[a], workspace) if lowrank
+                        else dense_weight_gram(squared, f[a], workspace))
+                f[b] = update_rows(target, weight, f[b], f[a], gram, ridge, relaxation, workspace)
             else:
-                gram = (lowrank_weight_gram(ao.mT, bo.mT, f[b].mT, ws) if lowrank
-                        else dense_weight_gram(squared.mT, f[b].mT, ws))
-                f[a] = update_cols(target, weight, f[b], f[a], gram, ridge, relaxation, ws)
+                gram = (lowrank_weight_gram(ao.mT, bo.mT, f[b].mT, workspace) if lowrank
+                        else dense_weight_gram(squared.mT, f[b].mT, workspace))
+                f[a] = update_cols(target, weight, f[b], f[a], gram, ridge, relaxation, workspace)
             _extrapolated(f, block, momentum)
-    return residual(f["B1"], f["A1"], weight, target, ws)
+    return residual(f["B1"], f["A1"], weight, target, workspace)
 
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: torch.Tensor,
@@ -403,14 +403,15 @@ def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: tor
     sweep (into the workspace's buffer when one is given): one element-wise pass, cheap next to the
     Gram GEMMs, and right for whichever targets the sweep covers (retried sweeps and a shrinking
     batch take subsets of a per-target W0)."""
-    ws = workspace
-    squared = torch.mul(base, base, out=scratch(ws, "squared", base)).expand_as(target)  # a shared W0 stays one matrix
-    f["B"] = update_rows(target, base, f["B"], f["A"], dense_weight_gram(squared, f["A"], ws), ridge, relaxation, ws)
+    # A shared W0 stays one matrix.
+    squared = torch.mul(base, base, out=scratch(workspace, "squared", base)).expand_as(target)
+    gram = dense_weight_gram(squared, f["A"], workspace)
+    f["B"] = update_rows(target, base, f["B"], f["A"], gram, ridge, relaxation, workspace)
     _extrapolated(f, "B", momentum)
-    gram = dense_weight_gram(squared.mT, f["B"].mT, ws)
-    f["A"] = update_cols(target, base, f["B"], f["A"], gram, ridge, relaxation, ws)
+    gram = dense_weight_gram(squared.mT, f["B"].mT, workspace)
+    f["A"] = update_cols(target, base, f["B"], f["A"], gram, ridge, relaxation, workspace)
     _extrapolated(f, "A", momentum)
-    return residual(f["B"], f["A"], base, target, ws)
+    return residual(f["B"], f["A"], base, target, workspace)
 
 
 def _select(f: Factors, rows: torch.Tensor) -> Factors:

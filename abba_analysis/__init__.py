@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 from ._version import __version__
-from . import budget, deltas, experiments, inits, linalg, metrics, parameterizations, solvers, targets
+from . import budget, deltas, experiments, inits, linalg, metrics, parameterizations, solvers, targets, threads
 from .fit import FitResult, fit
 from .parameterizations import abba_apply, abba_scale, khatri_rao_factors, lora_scale
 
@@ -34,5 +34,6 @@ __all__ = [
     "parameterizations",
     "solvers",
     "targets",
+    "threads",
     "__version__",
 ]

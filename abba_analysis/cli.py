@@ -25,10 +25,11 @@ def _fit_command(args: argparse.Namespace) -> int:
     target = targets.make(args.kind, args.size, n, seed=args.seed, **options)
     base = targets.gaussian(args.size, n, seed=args.seed + 1)
     r1, r2 = abba_ranks_for_lora(args.rank)
+    common = {"device": args.device, "threads": args.threads}
     fits = [
-        fit(target, "lora", args.rank, device=args.device),
-        fit(target, "hira", args.rank, base=base, seed=args.seed, device=args.device),
-        fit(target, "abba", (r1, r2), seed=args.seed, device=args.device),
+        fit(target, "lora", args.rank, **common),
+        fit(target, "hira", args.rank, base=base, seed=args.seed, **common),
+        fit(target, "abba", (r1, r2), seed=args.seed, **common),
     ]
     print(f"target: {args.kind} {args.size}x{n} (seed {args.seed}); budget {fits[0].num_params} parameters; "
           f"HiRA's W0: Gaussian (seed {args.seed + 1})")
@@ -75,7 +76,8 @@ def _sweep_command(args: argparse.Namespace) -> int:
     if args.continuation:
         iterative["continuation"] = True
     config = parse({
-        "experiment": {"name": args.name, "seeds": args.seeds, "dtype": args.dtype, "device": args.device},
+        "experiment": {"name": args.name, "seeds": args.seeds, "dtype": args.dtype, "device": args.device,
+                       "threads": args.threads},
         "targets": [target],
         "methods": [{"method": m, "budgets": args.budgets, **({"options": iterative} if m != "lora" else {})}
                     for m in args.methods],
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-rank", type=int, default=32, help="rank of a low_rank target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of each CPU fit (default: chosen by size; see abba_analysis.threads)")
     p.set_defaults(handler=_fit_command)
 
     p = sub.add_parser("inspect", help=_inspect_command.__doc__, description=_inspect_command.__doc__)
@@ -160,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "faster, but can end in worse minima)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads of each CPU fit (default: chosen by size; see abba_analysis.threads)")
     p.add_argument("--name", default="sweep", help="experiment name (a column of the table)")
     p.add_argument("--out", default="results/sweep", help="run directory (resumable)")
     p.add_argument("--heatmap", default=None, help="also draw a layer heatmap to this file (.png/.svg)")

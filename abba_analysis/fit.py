@@ -16,6 +16,7 @@ from ._validation import ArrayLike, SeedLike, as_generator, as_matrix, like_inpu
 from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
 from .solvers import ALSOptions, Callback, Problem, Solver, SolveOutput, get_solver, make_options
+from .threads import fit_threads, iteration_work
 
 # Default starting point per (method, solver); closed-form solvers take none.
 DEFAULT_INIT = {
@@ -67,6 +68,8 @@ class FitResult:
         bounds of the best achievable error.
     device, dtype : str
         Where and in what precision the fit ran.
+    threads : int or None
+        The intra-op threads a CPU fit ran on (:mod:`abba_analysis.threads`); None on other devices.
     """
 
     method: str
@@ -85,6 +88,7 @@ class FitResult:
     bracket: Bracket | None
     device: str
     dtype: str
+    threads: int | None = None
     base: ArrayLike | None = field(default=None, repr=False)
 
     @property
@@ -152,6 +156,7 @@ def fit(
     dtype: str | torch.dtype | None = None,
     bracket: bool = True,
     callback: Callback | None = None,
+    threads: int | None = None,
     **solver_options: Any,
 ) -> FitResult | list[FitResult]:
     """Fit LoRA, HiRA or ABBA to a target matrix, or to each matrix of a stack in one batched call.
@@ -203,6 +208,12 @@ def fit(
         stack it receives the errors (numpy array) and batched factors of the targets still running,
         as the solver holds them: fitted to each target divided by its RMS value
         (``||T||_F / sqrt(m n)``), so their product times that RMS approximates the target.
+    threads : int, optional
+        torch intra-op threads of a CPU fit. Default: chosen from the fit's size and the machine's
+        core count (one thread for all but large fits, never more than the cores but one), unless
+        ``OMP_NUM_THREADS`` or a ``torch.set_num_threads`` call chose them; see
+        :mod:`abba_analysis.threads`. The caller's setting is restored afterwards. The count changes
+        the rounding of sums, so fits on different counts can take different paths.
     **solver_options
         Passed to the solver's options (e.g. ``steps``, ``lr`` for Adam; ``max_iter``, ``tol`` for ALS).
 
@@ -254,29 +265,31 @@ def fit(
     elif init is not None:
         raise ValueError(f"solver {chosen.name!r} is closed-form and takes no init, got init={init!r}")
 
-    # Beyond EXACT_SVD_MAX the bracket is estimated from a randomized top-k SVD (memory and time).
-    brackets = ([abba_bracket(tk, *ranks, randomized=min(shape) > EXACT_SVD_MAX) for tk in targets]
-                if bracket and method == "abba" else [None] * count)
-    # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
-    floors = [b.lower + 1e-10 if b is not None else -1.0 for b in brackets]
-    representable = [b is not None and b.lower <= _rank_tolerance(t.dtype) for b in brackets]
-    schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init, restarts,
-                                             algebraic=[r and init is None for r in representable])
-    best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
-                                            _batch_callback(callback, stacked, rms if chosen.iterative else None))
-    stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
-    errors = problem.relative_errors(stacked_best).tolist()
-    if chosen.iterative:
-        stacked_best = _scale_back(stacked_best, rms)
-    seconds = (time.perf_counter() - start) / count
-    messages = [out.message for out in best]
-    for k in range(count):
-        if representable[k] and errors[k] > 100 * _rank_tolerance(t.dtype):
-            note = (f"ends at error {errors[k]:.3g}, far above the rank-{ranks[0] * ranks[1]} SVD bound "
-                    f"{brackets[k].lower:.2g} although the target has rank <= r1 r2: a better start may exist "
-                    "(try restarts=, or the default init)")
-            messages[k] += "; " + note
-            warnings.warn(f"{f'target[{k}]' if stacked else 'target'}: the ABBA fit {note}", stacklevel=2)
+    work = iteration_work(chosen.name, count, shape, ranks)
+    with fit_threads(t.device, work, threads) as used_threads:
+        # Beyond EXACT_SVD_MAX the bracket is estimated from a randomized top-k SVD (memory and time).
+        brackets = ([abba_bracket(tk, *ranks, randomized=min(shape) > EXACT_SVD_MAX) for tk in targets]
+                    if bracket and method == "abba" else [None] * count)
+        # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
+        floors = [b.lower + 1e-10 if b is not None else -1.0 for b in brackets]
+        representable = [b is not None and b.lower <= _rank_tolerance(t.dtype) for b in brackets]
+        schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init, restarts,
+                                                 algebraic=[r and init is None for r in representable])
+        best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
+                                                _batch_callback(callback, stacked, rms if chosen.iterative else None))
+        stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
+        errors = problem.relative_errors(stacked_best).tolist()
+        if chosen.iterative:
+            stacked_best = _scale_back(stacked_best, rms)
+        seconds = (time.perf_counter() - start) / count
+        messages = [out.message for out in best]
+        for k in range(count):
+            if representable[k] and errors[k] > 100 * _rank_tolerance(t.dtype):
+                note = (f"ends at error {errors[k]:.3g}, far above the rank-{ranks[0] * ranks[1]} SVD bound "
+                        f"{brackets[k].lower:.2g} although the target has rank <= r1 r2: a better start may exist "
+                        "(try restarts=, or the default init)")
+                messages[k] += "; " + note
+                warnings.warn(f"{f'target[{k}]' if stacked else 'target'}: the ABBA fit {note}", stacklevel=2)
 
     results = [
         FitResult(
@@ -296,6 +309,7 @@ def fit(
             bracket=brackets[k],
             device=str(t.device),
             dtype=str(t.dtype).replace("torch.", ""),
+            threads=used_threads if t.device.type == "cpu" else None,
             base=base[k] if stacked and base is not None and np.ndim(base) == 3 else base,
         )
         for k, out in enumerate(best)

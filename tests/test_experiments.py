@@ -65,6 +65,8 @@ def with_change(text, old, new):
         (('options = { density = 0.1 }', 'options = { density = 2.0 }'), "density must be in"),
         (('shape = [40, 32]', 'shape = [40]'), r"targets\[0\]\.shape must be \[m, n\]"),
         (('seeds = [0, 1]', 'seeds = "0"'), "seeds must be a non-empty list"),
+        (('seeds = [0, 1]', 'seeds = [0, 1]\nthreads = 0'), r"threads must be an int >= 1"),
+        (('seeds = [0, 1]', 'seeds = [0, 1]\nthreads = "2"'), r"threads must be an int >= 1"),
         (('method = "lora"', 'method = "lora"\ninit = "svd"'), "closed-form and takes no init"),
         (('method = "abba"', 'method = "abba"\ninits = ["lora-style"]'), "applies to"),
         (('method = "abba"', 'method = "abba"\nsolver = "sgd"'), "solver must be 'auto' or one of"),

@@ -10,6 +10,7 @@ solver options, and the seeds; :func:`expand` turns it into self-describing work
     seeds = [0, 1, 2]
     dtype = "float32"          # or "float64"
     device = "cpu"             # any torch device
+    threads = 1                # torch threads of each CPU fit (default: chosen by size, abba_analysis.threads)
     spectra = true             # record singular spectra of targets and fits
     history = false            # record each fit's error after every iteration
 
@@ -97,13 +98,14 @@ class Config:
     seeds: tuple[int, ...] = (0,)
     dtype: str = "float32"
     device: str = "cpu"
+    threads: int | None = None
     spectra: bool = False
     history: bool = False
     hira_base: str = "gaussian"
 
 
 _SECTIONS = {"experiment", "hira", "targets", "methods"}
-_EXPERIMENT_KEYS = {"name", "seeds", "dtype", "device", "spectra", "history"}
+_EXPERIMENT_KEYS = {"name", "seeds", "dtype", "device", "threads", "spectra", "history"}
 _TARGET_KEYS = {"kind", "shape", "options", "base", "finetuned", "include", "exclude"}
 _METHOD_KEYS = {"method", "budgets", "ranks", "solver", "solvers", "init", "inits", "options"}
 
@@ -240,6 +242,9 @@ def parse(raw: dict[str, Any]) -> Config:
     device = experiment.get("device", "cpu")
     if not isinstance(device, str):
         raise ConfigError(f"[experiment].device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    threads = experiment.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"[experiment].threads must be an int >= 1 (omit it to choose by size), got {threads!r}")
     for flag in ("spectra", "history"):
         if not isinstance(experiment.get(flag, False), bool):
             raise ConfigError(f"[experiment].{flag} must be true or false, got {experiment[flag]!r}")
@@ -257,7 +262,7 @@ def parse(raw: dict[str, Any]) -> Config:
         name=name,
         targets=tuple(_parse_target(t, f"targets[{i}]") for i, t in enumerate(raw_targets)),
         methods=tuple(_parse_method(m, f"methods[{i}]") for i, m in enumerate(raw_methods)),
-        seeds=tuple(seeds), dtype=dtype, device=device,
+        seeds=tuple(seeds), dtype=dtype, device=device, threads=threads,
         spectra=experiment.get("spectra", False), history=experiment.get("history", False), hira_base=hira_base,
     )
 

@@ -11,9 +11,9 @@ executor.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import multiprocessing
 from typing import Any, Callable, Iterator
-
 
 
 class InProcess:
@@ -30,6 +30,13 @@ def _set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _on_one_thread(function: Callable[[Any], Any], unit: Any) -> Any:
+    """``function(unit)`` on one torch thread: a worker's threads would outnumber its share of the
+    cores (a unit's own ``threads`` still wins)."""
+    _set_threads(1)
+    return function(unit)
 
 
 class LocalProcesses:
@@ -72,6 +79,8 @@ class LocalProcesses:
 class Dask:
     """A Dask cluster: pass a ``distributed.Client`` or a scheduler ``address`` (``tcp://host:port``).
 
+    Every task runs on one torch thread, as every worker of :class:`LocalProcesses` does by default.
+
     Dask reschedules the tasks of a worker that dies (up to the scheduler's ``allowed-failures``);
     ``retries`` adds retries for units that raise.
     """
@@ -97,7 +106,7 @@ class Dask:
 
         if not units:
             return
-        futures = self.client.map(function, units, key=[f"abba-fit-{u.key}" for u in units], retries=self.retries,
+        futures = self.client.map(functools.partial(_on_one_thread, function), units, key=[f"abba-fit-{u.key}" for u in units], retries=self.retries,
                                   pure=False)
         for future in as_completed(futures):
             yield future.result()

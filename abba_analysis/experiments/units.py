@@ -68,6 +68,7 @@ class WorkUnit:
     device: str = "cpu"
     spectra: bool = False
     history: bool = False
+    threads: int | None = None
 
     @property
     def key(self) -> str:
@@ -159,7 +160,7 @@ class Batch:
 def batch_key(unit: WorkUnit) -> tuple:
     """Units with equal batch keys can be fitted in one batched call."""
     return (unit.experiment, unit.target.shape, unit.method, unit.budget, unit.ranks, unit.solver, unit.init,
-            unit.options, unit.dtype, unit.device, unit.spectra, unit.history)
+            unit.options, unit.dtype, unit.device, unit.spectra, unit.history, unit.threads)
 
 
 def make_batches(units: list[WorkUnit], *, max_size: int = 64, max_elements: int = 2**23,
@@ -203,7 +204,7 @@ def run_batch(batch: Batch) -> list[dict[str, Any]]:
     results = fit(target, unit.method, unit.ranks if unit.method == "abba" else unit.ranks[0],
                   base=base if unit.method == "hira" else None, solver=unit.solver, init=unit.init,
                   seed=unit.seed if len(batch) == 1 else [u.seed for u in batch.units],
-                  device=unit.device, dtype=unit.dtype, bracket=False,
+                  device=unit.device, dtype=unit.dtype, bracket=False, threads=unit.threads,
                   callback=(lambda *_: stamps.append(time.perf_counter() - start)) if unit.history else None,
                   **dict(unit.options))
     results = [results] if len(batch) == 1 else results

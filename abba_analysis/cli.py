@@ -73,8 +73,6 @@ def _sweep_command(args: argparse.Namespace) -> int:
     iterative = {"rtol": args.rtol, "max_iter": args.max_iter}
     if args.momentum != ALSOptions.momentum:  # only when asked: the options are part of each unit's key
         iterative["momentum"] = args.momentum
-    if args.continuation:
-        iterative["continuation"] = True
     config = parse({
         "experiment": {"name": args.name, "seeds": args.seeds, "dtype": args.dtype, "device": args.device,
                        "threads": args.threads},
@@ -159,9 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
     p.add_argument("--momentum", choices=MOMENTUM_SCHEMES, default=ALSOptions.momentum,
                    help="momentum of the exact solver (ALSOptions.momentum)")
-    p.add_argument("--continuation", action="store_true",
-                   help="ABBA fits with r1, r2 >= 16 start at half the ranks (ALSOptions.continuation; "
-                        "faster, but can end in worse minima)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,

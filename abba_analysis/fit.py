@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -15,7 +15,7 @@ from .inits import EXACT_SVD_MAX
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix, like_input
 from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
-from .solvers import ALSOptions, Callback, Problem, Solver, SolveOutput, get_solver, make_options
+from .solvers import Callback, Problem, Solver, SolveOutput, get_solver, make_options
 from .threads import fit_threads, iteration_work
 
 # Default starting point per (method, solver); closed-form solvers take none.
@@ -363,11 +363,7 @@ def _run_starts(problem: Problem, chosen: Solver, options: Any, schedules: list[
                                                device=part.target.device)
                               for i, k in enumerate(group)]
                 factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
-            # The algebraic start is meant to be in its basin at full rank: a rank continuation would
-            # set half of it aside.
-            scheme_options = (replace(options, continuation=False)
-                              if scheme == "segre" and isinstance(options, ALSOptions) else options)
-            outs = chosen.solve(part, factors0, scheme_options, callback, [start_rngs[k][attempt] for k in group])
+            outs = chosen.solve(part, factors0, options, callback, [start_rngs[k][attempt] for k in group])
             for k, out in zip(group, outs, strict=True):
                 starts[k] += 1
                 if best[k] is None or min(out.history) < min(best[k].history):

@@ -19,7 +19,8 @@ REAL_SHAPE = (384, 1536)
 
 def machine() -> str:
     """One line naming the machine the numbers come from."""
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+    return (f"{platform.processor() or platform.machine()}, {aa.threads.usable_cores()} cores, "
+            f"{torch.get_num_threads()} torch threads (fits choose theirs: abba_analysis.threads), "
             f"torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}")
 
 

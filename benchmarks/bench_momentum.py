@@ -14,8 +14,8 @@ only the acceleration differs. It stops after 10 sweeps in a row that each gain 
 The package's fits: ``momentum="sweep"`` (all factors extrapolated between sweeps, a sweep that
 loses ground discarded; Ang & Gillis, 2019) and ``momentum="block"`` (the default: the literature's
 per-block momentum from the fit's first slow sweep on, with a discarded sweep instead of the
-take-back, so the error never rises), both at full rank from the start (``continuation=False``:
-a rank continuation would start them elsewhere, and it is timed in ``bench_abba_solvers``).
+take-back, so the error never rises), both with exact sweeps only (``inexact=False``: the default's
+inexact sweeps are timed in ``bench_abba_solvers``).
 For each fit and seed the goal is to come within ``--within`` (relative, default 0.1%) of the lower
 of its final error and the baseline's lowest (its last sweep may have risen). We print, as medians
 over seeds, the errors, each fit's time to its goal as a ratio to the baseline's, both counting the
@@ -114,7 +114,7 @@ def main() -> None:
             base_history, base_t = per_block_momentum(T, start)
             base_t += start_seconds  # as the package's fits count their start
             fits = {m: timed_fit(T, "abba", (r, r), seed=seed, bracket=False, momentum=m,
-                                  continuation=False) for m in ratios}
+                                  inexact=False) for m in ratios}
             # the same start; the fits compute its error with other float32 sums
             assert abs(fits["sweep"][0].history[0] - base_history[0]) <= 1e-5 * base_history[0], "not the same start"
             row = {"literature": base_history.min()}

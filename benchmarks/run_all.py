@@ -13,7 +13,8 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_adam``: fused analytic-gradient Adam vs autograd Adam, time per step and peak memory;
 - ``bench_big``: 4096 x 4096 and 4096 x 11008 fits (time, memory), randomized vs exact SVD;
 - ``bench_streaming``: streaming a checkpoint pair vs loading both state dicts (memory);
-- ``bench_executors``: a sweep in-process vs on local processes and on a Dask cluster.
+- ``bench_executors``: a sweep in-process vs on local processes and on a Dask cluster;
+- ``bench_threads``: fits idle and beside busy processes, the thread policy vs torch's default threads.
 
     python benchmarks/run_all.py            # the settings recorded in benchmarks/RESULTS.md (about an hour on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes and few repeats: a few minutes, for checking the scripts
@@ -42,6 +43,7 @@ FULL = {
     "bench_big": [],
     "bench_streaming": [],
     "bench_executors": [],
+    "bench_threads": [],
 }
 QUICK = {
     "bench_abba_solvers": ["--shapes", "256x256", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1",
@@ -56,6 +58,7 @@ QUICK = {
     "bench_big": ["--shapes", "1024x2048", "--sweeps", "3", "--steps", "5"],
     "bench_streaming": ["--gigabytes", "0.05"],
     "bench_executors": ["--fits", "20"],
+    "bench_threads": ["--quick"],
 }
 
 

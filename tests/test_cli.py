@@ -43,10 +43,6 @@ def test_sweep(pair, tmp_path, capsys):
     block = table[(table.method == "abba") & (table.budget == 4)].sort_values("target")
     assert len(between) == 2 and not set(between.key) & set(block.key)
     assert not (between.sort_values("target").error.to_numpy() == block.error.to_numpy()).all()
-    continued_dir = tmp_path / "sweep-continued"  # an option of the fits: other units (own keys)
-    assert main(["sweep", str(pair[0]), str(pair[1]), "--budgets", "4", "--out", str(continued_dir), "--no-progress",
-                 "--max-iter", "30", "--continuation", "--methods", "abba"]) == 0
-    assert not set(pd.read_csv(continued_dir / "results.csv").key) & set(block.key)
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -88,23 +88,17 @@ class ALSOptions:
         24-72, rtol = 1e-4: medians +0.03% to +0.27% against the plain fit). Relaxed from the first
         sweep, a fit that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8,
         without extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
-    continuation : bool
-        Rank continuation (off by default) for ABBA fits with ``min(r1, r2) >=
-        CONTINUATION_MIN_RANK``: first fit at half the ranks, ``(ceil(r1/2), ceil(r2/2))``, from the
-        leading half of the start, until a sweep gains less than :data:`CONTINUATION_RTOL`; then
-        extend that fit to the full ranks (new columns of B zero, new rows of A the start's own, so
-        the product is unchanged) and sweep on. The half-rank fit may itself continue from a
-        quarter-rank one. The history and ``iterations`` include the half-rank sweeps (the product
-        of a half-rank fit, padded with zeros, is a full-rank iterate). If the half-rank fit ends
-        above the full-rank start's error, the fit resumes from the start instead (one more history
-        entry), so a fit never ends above its start (with ``svd-ones``: LoRA's optimum at rank r1).
-        The half-rank sweeps cost about a quarter of a full one (the Gram products scale with r^2)
-        and do most of the descent: at r = 16 (512² and 384 x 1536) fits reached Adam's final error
-        in a median 0.169 of Adam's time, against 0.205 without
-        (``benchmarks/bench_abba_solvers.py``, same seeds). But the extended fit keeps the half-rank
-        fit's structure, and where the full-rank optimum differs it ends in a worse minimum: Fig.
-        2's sparse targets at r1 = r2 = 36 ended at 0.022 against 0.009 in its 200 sweeps
-        (``reproduce`` at commit 0bf4ec8, where it was the default), hence off by default.
+    inexact : bool
+        ABBA fits first sweep with *inexact* block updates (the default): each factor moves by
+        :data:`INEXACT_CG_STEPS` steps of preconditioned conjugate gradients on its normal equations
+        instead of the exact solve, and is extrapolated at once with per-block momentum of weight
+        :data:`INEXACT_BETA` (:func:`inexact_update`). Such a sweep costs ``O(m n (r1 + r2))``
+        against the exact sweep's ``O(m n (r1² + r2²))``, and the heavy momentum it allows crosses
+        the flat valleys of these fits in far fewer sweeps. Once an inexact sweep gains less than
+        ``rtol`` (or none lowers the error), exact sweeps take over from there and finish the fit
+        under the same stopping rule, so the fit ends at a point where exact block updates gain less
+        than ``rtol`` too. ``benchmarks/bench_abba_solvers.py`` times both settings against Adam.
+        False: exact sweeps only. HiRA fits always sweep exactly.
     """
 
     max_iter: int = 500
@@ -117,7 +111,7 @@ class ALSOptions:
     growth: float = 1.1
     shrink: float = 2.0
     relaxation: float = 1.0
-    continuation: bool = False
+    inexact: bool = True
 
     def __post_init__(self) -> None:
         check_range("max_iter", self.max_iter, 1)
@@ -196,13 +190,17 @@ MOMENTUM_SWITCH = 0.1
 #: damps them), so at β = 1 the iterate oscillates and the error stalls.
 BLOCK_BETA_MAX = 0.9
 
-#: With :attr:`ALSOptions.continuation`, ABBA fits whose ranks are both at least this continue from a
-#: half-rank fit. From (8, 8), continued from (4, 4), 512² fits reached Adam's error as often later as sooner.
-CONTINUATION_MIN_RANK = 16
+#: Conjugate-gradient steps per factor of an inexact sweep (:attr:`ALSOptions.inexact`): at 512², r1 = r2 = 32,
+#: one step took 0.60 s to reach Adam's final error, two 0.54 s, three 0.88 s (more sweeps, or dearer ones).
+INEXACT_CG_STEPS = 2
 
-#: The half-rank fit of a rank continuation stops once a sweep lowers its error by less than this
-#: (relative), or earlier with a larger ``rtol``.
-CONTINUATION_RTOL = 1e-3
+#: Inexact sweeps hand over to exact ones once a sweep gains less than this (relative), or ``rtol`` if larger.
+INEXACT_RTOL = 1e-4
+
+#: The per-block momentum weight of inexact sweeps (from the sweep :data:`MOMENTUM_SWITCH` names) and its cap.
+#: Inexact updates overshoot less than exact ones, which bear at most :data:`BLOCK_BETA_MAX`; at 512²,
+#: r1 = r2 = 32, a momentum grown from 0.5 took 1.74 s to reach Adam's final error, one of 0.95 0.54 s.
+INEXACT_BETA = 0.95
 
 #: From this many systems on (per proximal step, all targets together) CPU fits solve them lane-wise
 #: (:func:`~abba_analysis.linalg.cholesky_solve_lanes`); below it LAPACK's batched LU is faster.
@@ -335,6 +333,85 @@ def _relaxed(step: torch.Tensor, relaxation: float | torch.Tensor) -> torch.Tens
     return step if relaxation == 1 else step.mul_(relaxation)
 
 
+def inexact_update(target: torch.Tensor, weight: torch.Tensor, squared: torch.Tensor, left: torch.Tensor,
+                   right: torch.Tensor, rows: bool, steps: int = INEXACT_CG_STEPS,
+                   workspace: Workspace | None = None) -> torch.Tensor:
+    """An inexact update of ``left`` (``rows``) or ``right`` in ``target ≈ (left @ right) ⊙ weight``:
+    ``steps`` steps of preconditioned conjugate gradients on each row's (column's) normal equations,
+    from the current value.
+
+    Parameters
+    ----------
+    target, weight, squared : (K, m, n) tensors (``weight`` and ``squared = weight ** 2`` may be (1, m, n))
+    left : (K, m, r) tensor
+    right : (K, r, n) tensor
+    rows : bool
+        Update ``left`` row by row (True) or ``right`` column by column (False).
+    steps : int
+        Conjugate-gradient steps; each costs two products of ``O(m n r)`` and one element-wise pass.
+    workspace : Workspace, optional
+        Scratch storage for the m x n temporaries.
+
+    Returns
+    -------
+    The updated factor. Row i's system is ``G_i δ = -g_i`` with ``G_i = right diag(weight[i]^2)
+    right^T``, never formed: its products with a direction ``V`` are ``((V @ right) ⊙ squared) @
+    right^T`` for all rows at once. Each row (column) runs its own conjugate-gradient recurrence, so
+    every step lowers each row's quadratic model and the error never rises (in exact arithmetic).
+    The preconditioner replaces ``squared`` by the outer product of its row and column means,
+    ``a_i b_j``: row i's system becomes ``a_i M`` with one ``M = right diag(b) right^T`` per
+    target, so one r x r Cholesky factor (float64) serves every row.
+    """
+    # Rows: the rank dimension of (K, m, r) and the dimension a row's weights run along are both -1.
+    along, across = (-1, -2) if rows else (-2, -1)
+    tiny = torch.finfo(squared.dtype).tiny
+    weighted = weighted_residual(left, right, weight, target, workspace)
+    scale = squared.mean(dim=along, keepdim=True)  # a: (K, m, 1) or (K, 1, n)
+    spread = squared.mean(dim=across, keepdim=True) / scale.mean(dim=across, keepdim=True).clamp_min(tiny)
+    scale = scale.clamp_min(tiny)
+    if rows:
+        gradient, metric = weighted @ right.mT, (right * spread) @ right.mT
+    else:
+        gradient, metric = left.mT @ weighted, left.mT @ (left * spread)
+    metric = metric.double()
+    diagonal_mean = metric.diagonal(dim1=-2, dim2=-1).mean(dim=-1)
+    shift = 1e-6 * diagonal_mean + torch.finfo(torch.float64).tiny
+    metric.diagonal(dim1=-2, dim2=-1).add_(shift[:, None])
+    cholesky, info = torch.linalg.cholesky_ex(metric)
+    if bool((info != 0).any()):  # only through rounding: those targets go unpreconditioned
+        cholesky[info != 0] = torch.eye(metric.shape[-1], dtype=torch.float64, device=metric.device)
+
+    def precondition(v: torch.Tensor) -> torch.Tensor:
+        z = torch.cholesky_solve(v.double().mT, cholesky).mT if rows else torch.cholesky_solve(v.double(), cholesky)
+        return z.to(v.dtype).div_(scale)
+
+    def hessian(v: torch.Tensor) -> torch.Tensor:
+        if rows:
+            return product(v, right, workspace, "direction").mul_(squared) @ right.mT
+        return left.mT @ product(left, v, workspace, "direction").mul_(squared)
+
+    def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x * y).sum(dim=along, keepdim=True)
+
+    step = torch.zeros_like(gradient)
+    remainder = gradient.neg()
+    z = precondition(remainder)
+    direction, rz = z, dot(remainder, z)
+    for k in range(steps):
+        curved = hessian(direction)
+        curvature = dot(direction, curved)
+        alpha = torch.where(curvature > 0, rz / torch.where(curvature > 0, curvature, 1), 0)
+        step.add_(alpha * direction)
+        if k == steps - 1:
+            break
+        remainder.sub_(alpha * curved)
+        z = precondition(remainder)
+        rz_next = dot(remainder, z)
+        direction = z + torch.where(rz > 0, rz_next / torch.where(rz > 0, rz, 1), 0) * direction
+        rz = rz_next
+    return (left if rows else right) + step
+
+
 def _balance(b: torch.Tensor, a: torch.Tensor) -> None:
     """Rescale each rank-one term ``b[:, k] a[k]`` so both parts have equal norm (product unchanged)."""
     nb, na = torch.linalg.vector_norm(b, dim=-2), torch.linalg.vector_norm(a, dim=-1)  # (K, r)
@@ -366,8 +443,10 @@ def _extrapolated(f: Factors, name: str, momentum: BlockMomentum | None) -> None
 
 
 def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxation: float | torch.Tensor,
-                workspace: Workspace | None = None, momentum: BlockMomentum | None = None) -> torch.Tensor:
-    """Update B2, A2, B1, A1 in turn (with ``momentum``: A2, B2, A1, B1, each extrapolated at once);
+                workspace: Workspace | None = None, momentum: BlockMomentum | None = None,
+                inexact: bool = False) -> torch.Tensor:
+    """Update B2, A2, B1, A1 in turn (with ``momentum``: A2, B2, A1, B1, each extrapolated at once),
+    exactly, or with ``inexact`` by :func:`inexact_update` (``ridge`` and ``relaxation`` unused);
     return the new residuals ``P1 ⊙ P2 - target``.
 
     B is updated before A in each pair, so a LoRA-style pair (B = 0, A random) gets a useful first
@@ -381,10 +460,12 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxatio
     for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
         bo, ao = f[b_other], f[a_other]
         weight = product(bo, ao, workspace, "weight")
-        lowrank = lowrank_route_is_cheaper(m, bo.shape[-1], n, target.dtype)
+        lowrank = not inexact and lowrank_route_is_cheaper(m, bo.shape[-1], n, target.dtype)
         squared = None if lowrank else torch.mul(weight, weight, out=scratch(workspace, "squared", weight))
         for block in ((a, b) if momentum is not None else (b, a)):
-            if block == b:
+            if inexact:
+                f[block] = inexact_update(target, weight, squared, f[b], f[a], block == b, workspace=workspace)
+            elif block == b:
                 gram = (lowrank_weight_gram(bo, ao, f[a], workspace) if lowrank
                         else dense_weight_gram(squared, f[a], workspace))
                 f[b] = update_rows(target, weight, f[b], f[a], gram, ridge, relaxation, workspace)
@@ -418,18 +499,6 @@ def _select(f: Factors, rows: torch.Tensor) -> Factors:
     return {k: v[rows] for k, v in f.items()}
 
 
-def _abba_widths(ranks: tuple[int, ...]) -> dict[str, int]:
-    """Each ABBA factor's rank dimension: B's columns, A's rows."""
-    return {"B1": ranks[0], "A1": ranks[0], "B2": ranks[1], "A2": ranks[1]}
-
-
-def _padded(f: Factors, ranks: tuple[int, ...]) -> Factors:
-    """Batched half-rank factors padded with zeros to ``ranks`` (the same product), for callbacks."""
-    width = _abba_widths(ranks)
-    return {k: (torch.nn.functional.pad(v, (0, width[k] - v.shape[-1])) if k.startswith("B")
-                else torch.nn.functional.pad(v, (0, 0, 0, width[k] - v.shape[-2]))) for k, v in f.items()}
-
-
 class ALS:
     """Exact block-coordinate descent: every factor update solves its least-squares problem exactly.
 
@@ -452,57 +521,40 @@ class ALS:
     ) -> list[SolveOutput]:
         if factors is None:
             raise ValueError("the als solver needs starting factors")
-        if problem.method.name == "abba" and options.continuation and min(problem.ranks) >= CONTINUATION_MIN_RANK:
-            return self._continued(problem, factors, options, callback)
-        return self._sweeps(problem, factors, options, callback)
+        if problem.method.name != "abba" or not options.inexact:
+            return self._sweeps(problem, factors, options, callback)
+        return self._inexact_then_exact(problem, factors, options, callback)
 
-    def _continued(self, problem: Problem, factors: Factors, options: ALSOptions,
-                   callback: Callback | None) -> list[SolveOutput]:
-        """Rank continuation (:attr:`ALSOptions.continuation`): a half-rank fit, extended, then swept on."""
-        half = tuple((r + 1) // 2 for r in problem.ranks)
-        width = _abba_widths(half)
-        leading = {k: (v[..., :width[k]] if k.startswith("B") else v[:, :width[k]]).contiguous()
-                   for k, v in factors.items()}
-        clock = [0]  # sweeps of the half-rank stage (the batch's clock)
-
-        def lower_callback(it: int, errors: np.ndarray, f: Factors) -> bool:
-            clock[0] = it
-            return callback is not None and bool(callback(it, errors, _padded(f, problem.ranks)))
-
-        lower = self.solve(Problem(problem.method, problem.target, half, problem.base), leading,
-                           replace(options, rtol=max(options.rtol, CONTINUATION_RTOL)), lower_callback)
-        # At full rank B gains zero columns and A the start's rows past the half rank: the product
-        # is unchanged, and the new terms can grow in the next solve of B.
-        extended = _padded({k: torch.stack([out.factors[k] for out in lower]) for k in factors}, problem.ranks)
-        for k in ("A1", "A2"):
-            extended[k][:, width[k]:] = factors[k][:, width[k]:]
-        if any(out.status == "stopped" for out in lower):
-            return unbatch(extended, [out.history for out in lower], ["stopped"] * problem.batch,
-                           [f"stopped by the callback at sweep {clock[0]}"] * problem.batch)
-        if clock[0] >= options.max_iter:
-            return unbatch(extended, [out.history for out in lower], ["max_iter"] * problem.batch,
-                           [f"ran all {options.max_iter} sweeps"] * problem.batch)
-        # A target whose half-rank fit ended above its full-rank start resumes from that start.
-        start_errors = problem.relative_errors(factors).double().cpu()
-        resumed = torch.tensor([not (out.history[-1] <= float(e)) for out, e in zip(lower, start_errors, strict=True)])
-        histories = [out.history + ([float(start_errors[i])] if resumed[i] else []) for i, out in enumerate(lower)]
-        if bool(resumed.any()):
-            for k in extended:
-                extended[k][resumed] = factors[k][resumed]
-            clock[0] += 1  # the resumed entry is an iteration, as every history entry is
-            if callback is not None and callback(clock[0], start_errors[resumed].numpy(),
-                                                 _select(extended, resumed.nonzero()[:, 0])):
-                return unbatch(extended, histories, ["stopped"] * problem.batch,
-                               [f"stopped by the callback at sweep {clock[0]}"] * problem.batch)
-        upper = self._sweeps(problem, extended, options, callback, sweeps_run=clock[0])
-        return [SolveOutput(out.factors, histories[i] + out.history[1:], len(histories[i]) + len(out.history) - 2,
-                            out.status, out.message) for i, out in enumerate(upper)]
+    def _inexact_then_exact(self, problem: Problem, factors: Factors, options: ALSOptions,
+                            callback: Callback | None) -> list[SolveOutput]:
+        """Inexact sweeps (:attr:`ALSOptions.inexact`) until they stall, then exact ones from there,
+        each target on its own budget of ``max_iter`` sweeps (so a stack's fits equal lone ones)."""
+        first = self._sweeps(problem, factors, replace(options, rtol=max(options.rtol, INEXACT_RTOL)), callback,
+                             inexact=True)
+        if any(out.status == "stopped" for out in first):
+            return first
+        going = [k for k, out in enumerate(first) if out.status != "max_iter" and out.history[-1] > options.tol]
+        if not going:
+            return first
+        index = torch.tensor(going)
+        reached = {name: torch.stack([first[k].factors[name] for k in going]) for name in factors}
+        second = self._sweeps(problem.subset(index), reached, options, callback,
+                              sweeps_run=[first[k].iterations for k in going])
+        outputs = list(first)
+        for k, out in zip(going, second, strict=True):
+            before = first[k]
+            outputs[k] = SolveOutput(out.factors, before.history + out.history[1:], before.iterations + out.iterations,
+                                     out.status, out.message)
+        return outputs
 
     def _sweeps(self, problem: Problem, factors: Factors, options: ALSOptions, callback: Callback | None,
-                sweeps_run: int = 0) -> list[SolveOutput]:
-        """Block-coordinate sweeps from ``factors`` at the problem's ranks, numbered on from ``sweeps_run``
-        sweeps already run (by a rank continuation's half-rank fit) up to ``options.max_iter``."""
+                sweeps_run: list[int] | None = None, inexact: bool = False) -> list[SolveOutput]:
+        """Block-coordinate sweeps from ``factors``, each target numbered on from its ``sweeps_run``
+        sweeps already run (inexact ones, before exact ones take over) up to ``options.max_iter``;
+        ``inexact``: ABBA's inexact sweeps, with their own momentum (:data:`INEXACT_BETA`). A stack's
+        callback is called with the latest target's sweep number."""
         batch, abba = problem.batch, problem.method.name == "abba"
+        offset = torch.tensor(sweeps_run if sweeps_run is not None else [0] * batch)
         base_ridge = options.ridge if options.ridge is not None else (
             1e-10 if problem.target.dtype == torch.float64 else 1e-6)
         target_norms = torch.linalg.matrix_norm(problem.target).double().cpu()
@@ -515,7 +567,7 @@ class ALS:
             if options.relaxation == 1:  # every ω is 1: no per-target multiply (nor copy to the device)
                 relaxation = 1.0
             if abba:
-                residuals = _abba_sweep(part.target, f, ridge, relaxation, workspace, momentum)
+                residuals = _abba_sweep(part.target, f, ridge, relaxation, workspace, momentum, inexact)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
                 residuals = _hira_sweep(part.target, part.base, f, ridge, relaxation, workspace, momentum)
@@ -528,7 +580,8 @@ class ALS:
         previous = None if by_block else {k: v.clone() for k, v in x.items()}
         histories = [[e] for e in problem.relative_errors(x).double().cpu().tolist()]
         statuses, messages = ["max_iter"] * batch, [f"ran all {options.max_iter} sweeps"] * batch
-        beta = torch.full((batch,), options.beta, dtype=torch.float64)
+        beta_max = INEXACT_BETA if inexact else BLOCK_BETA_MAX
+        beta = torch.full((batch,), INEXACT_BETA if inexact else options.beta, dtype=torch.float64)
         beta_cap = torch.ones(batch, dtype=torch.float64)
         ridge = torch.full((batch,), base_ridge, dtype=torch.float64)
         omega = torch.ones(batch, dtype=torch.float64)  # each target's current relaxation
@@ -547,7 +600,7 @@ class ALS:
             for k in candidate:
                 candidate[k][local] = swept[k]
 
-        for it in range(sweeps_run + 1, options.max_iter + 1):
+        for it in range(1, options.max_iter - int(offset.min()) + 1):
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
             xa = _select(x, rows)
             # The targets extrapolated in this sweep. By block, those past their first sweep gaining
@@ -556,12 +609,12 @@ class ALS:
             if by_block:
                 active = block_momentum_on[rows] & options.extrapolate
             else:
-                active = torch.full((len(rows),), options.extrapolate and it > sweeps_run + 1)
+                active = torch.full((len(rows),), options.extrapolate and it > 1)
             extrapolated = bool(active.any())
             if extrapolated and by_block:
                 # Targets with and without momentum sweep apart: the block order differs (as a lone fit's).
                 candidate, errors = {k: v.clone() for k, v in xa.items()}, torch.empty(len(rows), dtype=torch.float64)
-                sweep_from(active, xa, candidate, errors, beta[rows].clamp(max=BLOCK_BETA_MAX))
+                sweep_from(active, xa, candidate, errors, beta[rows].clamp(max=beta_max))
                 if not bool(active.all()):
                     sweep_from(~active, xa, candidate, errors)
             else:
@@ -574,7 +627,7 @@ class ALS:
             if extrapolated:
                 grown = torch.minimum(beta_cap[rows], beta[rows] * options.growth)
                 if by_block:
-                    grown = grown.clamp(max=BLOCK_BETA_MAX)
+                    grown = grown.clamp(max=beta_max)
                 beta[rows] = torch.where(active, grown, beta[rows])
                 # By block, an extrapolated sweep must gain more than rtol to count: its overshoot can
                 # nearly cancel its gain by chance, which would trip the rtol stop. A plain sweep decides.
@@ -584,7 +637,7 @@ class ALS:
                     beta_cap[rows[lost]] = beta[rows[lost]]
                     beta[rows[lost]] /= options.shrink
                     sweep_from(lost, xa, candidate, errors)
-            for _ in range(3):
+            for _ in range(0 if inexact else 3):  # inexact sweeps use no ridge
                 rising = errors > last * (1 + 1e-6)
                 if not bool(rising.any()):
                     break
@@ -596,30 +649,33 @@ class ALS:
             accepted = ~stuck & torch.isfinite(errors)
             done = ~accepted
             for i, k in enumerate(rows.tolist()):
-                error = float(errors[i])
+                error, own = float(errors[i]), int(offset[k]) + it  # the target's own sweep number
                 if stuck[i]:
-                    statuses[k], messages[k] = "converged", f"no sweep lowers the error at this precision (sweep {it})"
+                    statuses[k], messages[k] = "converged", f"no sweep lowers the error at this precision (sweep {own})"
                     continue
                 if not accepted[i]:
-                    statuses[k], messages[k] = "diverged", f"NaN/Inf at sweep {it}; returned the best iterate"
+                    statuses[k], messages[k] = "diverged", f"NaN/Inf at sweep {own}; returned the best iterate"
                     continue
                 histories[k].append(error)
                 gain = histories[k][-2] - error
                 omega[k] = options.relaxation if gain < SLOW_SWEEP * histories[k][-2] else 1.0
                 block_momentum_on[k] |= gain < MOMENTUM_SWITCH * histories[k][-2]
                 if error <= options.tol:
-                    statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {it} sweeps", True
+                    statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {own} sweeps", True
                 elif stalled(histories[k], 1, options.rtol):
-                    statuses[k], messages[k], done[i] = "converged", f"improvement below rtol after {it} sweeps", True
+                    statuses[k], messages[k], done[i] = "converged", f"improvement below rtol after {own} sweeps", True
+                elif own >= options.max_iter:
+                    done[i] = True
             keep = accepted.nonzero()[:, 0]
             for k in x:
                 if previous is not None:
                     previous[k][rows[keep]] = x[k][rows[keep]]
                 x[k][rows[keep]] = candidate[k][keep]
+            clock = int(offset[rows].max()) + it
             if callback is not None and bool(accepted.any()) and callback(
-                    it, errors[accepted].numpy(), _select(x, rows[accepted])):
+                    clock, errors[accepted].numpy(), _select(x, rows[accepted])):
                 for k in rows[~done].tolist():
-                    statuses[k], messages[k] = "stopped", f"stopped by the callback at sweep {it}"
+                    statuses[k], messages[k] = "stopped", f"stopped by the callback at sweep {clock}"
                 break
             if bool(done.all()):
                 break

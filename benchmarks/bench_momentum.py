@@ -63,7 +63,7 @@ def per_block_momentum(target: torch.Tensor, factors: dict[str, torch.Tensor], *
         # The package's sweep with per-block momentum at this β: columns, then rows; pair 2, then
         # pair 1; each block extrapolated against the sweep's start. No rebalancing here.
         momentum = (torch.full((1,), beta, dtype=torch.float64), previous)
-        err = error(_abba_sweep(target, f, ridges, 1.0, workspace, momentum))
+        err = error(_abba_sweep(target, f, ridges, workspace, momentum))
         if err < history[-1]:
             beta, cap = min(cap, growth * beta), min(1.0, cap_growth * cap)
         else:

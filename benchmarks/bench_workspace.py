@@ -50,16 +50,16 @@ def make_iteration(method: str, k: int, m: int, n: int, r: int):
     """A function running one sweep (or Adam's gradient), in a given workspace or none, from fixed factors."""
     gen = torch.Generator().manual_seed(0)
     target = torch.randn(k, m, n, generator=gen)
-    ridge, omega = torch.full((k,), 1e-6, dtype=torch.float64), torch.ones(k, dtype=torch.float64)
+    ridge = torch.full((k,), 1e-6, dtype=torch.float64)
     if method == "hira":
         base = torch.randn(1, m, n, generator=gen)  # one W0 shared by the batch
         start = {"B": 0.1 * torch.randn(k, m, r, generator=gen), "A": torch.randn(k, r, n, generator=gen)}
-        return lambda ws: _hira_sweep(target, base, {key: v.clone() for key, v in start.items()}, ridge, omega, ws)
+        return lambda ws: _hira_sweep(target, base, {key: v.clone() for key, v in start.items()}, ridge, ws)
     start = {name: torch.randn(k, *shape, generator=gen) / r ** 0.5
              for name, shape in [("B1", (m, r)), ("A1", (r, n)), ("B2", (m, r)), ("A2", (r, n))]}
     if method == "abba-adam":
         return lambda ws: get_method("abba").gradients(start, target, None, ws)
-    return lambda ws: _abba_sweep(target, {key: v.clone() for key, v in start.items()}, ridge, omega, ws)
+    return lambda ws: _abba_sweep(target, {key: v.clone() for key, v in start.items()}, ridge, ws)
 
 
 def timed(fn) -> tuple[float, int]:

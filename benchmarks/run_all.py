@@ -9,7 +9,6 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_init_svd``: the SVD-based inits' top singular triplets, from the Gram matrix vs a full SVD;
 - ``bench_small_solves``: the ALS solver's r x r solves, LAPACK's batched LU vs the lane-wise Cholesky;
 - ``bench_workspace``: one ALS sweep with its temporaries in a reused workspace vs allocated afresh;
-- ``bench_relaxation``: over-relaxed ABBA and HiRA block updates vs plain ones, time to the plain fit's final error;
 - ``bench_adam``: fused analytic-gradient Adam vs autograd Adam, time per step and peak memory;
 - ``bench_big``: 4096 x 4096 and 4096 x 11008 fits (time, memory), randomized vs exact SVD;
 - ``bench_streaming``: streaming a checkpoint pair vs loading both state dicts (memory);
@@ -38,7 +37,6 @@ FULL = {
     "bench_init_svd": [],
     "bench_small_solves": [],
     "bench_workspace": [],
-    "bench_relaxation": [],
     "bench_adam": [],
     "bench_big": [],
     "bench_streaming": [],
@@ -53,7 +51,6 @@ QUICK = {
     "bench_init_svd": ["--shapes", "256x256", "128x384", "--counts", "4", "--repeats", "2"],
     "bench_small_solves": ["--ranks", "4", "--counts", "512", "8192", "--repeats", "3"],
     "bench_workspace": ["--blocks", "1", "--iterations", "2", "--cases", "hira batch 64 x 128x128, r=8"],
-    "bench_relaxation": ["--shapes", "128x128", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1"],
     "bench_adam": ["--size", "512", "--steps", "5", "--repeats", "2"],
     "bench_big": ["--shapes", "1024x2048", "--sweeps", "3", "--steps", "5"],
     "bench_streaming": ["--gigabytes", "0.05"],

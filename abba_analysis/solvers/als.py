@@ -1,4 +1,7 @@
-"""Exact block-coordinate descent (alternating least squares) for ABBA and HiRA.
+"""Block-coordinate descent (alternating least squares) for ABBA and HiRA.
+
+ABBA fits start with inexact sweeps (:func:`inexact_update`: a few preconditioned conjugate-gradient
+steps per factor, heavy per-block momentum) and finish with exact ones; HiRA fits sweep exactly.
 
 With every factor but one fixed, both models are a *Hadamard least-squares* problem: for ABBA's
 ``B1``, row i of the target is fitted by ``(B1[i] A1) ⊙ P2[i]`` with ``P2 = B2 A2`` fixed, an
@@ -73,21 +76,6 @@ class ALSOptions:
         Initial extrapolation weight β.
     growth, shrink : float
         Factors by which β grows after a success and shrinks after a failure.
-    relaxation : float
-        Over-relaxation ω of the block updates, ``x + ω δ`` with δ the exact proximal step, used for
-        a target once a sweep has lowered its error by less than :data:`SLOW_SWEEP` (relative); after
-        faster sweeps, and with the default ω = 1, plain block-coordinate descent. Each block's
-        objective is quadratic, so for ω in (0, 2) an update still lowers ``||residual||^2``, by at
-        least ``(2ω - ω²) Σ_i δ_i^T G_i δ_i``. Over-relaxing damps the zig-zag between coupled blocks
-        in a slow tail, which the default per-block momentum already does: at 512² and 384 x 1536,
-        ω = 1.3 took a median 1.37 (ABBA) and 1.08 (HiRA) of the plain fit's time to come within
-        0.1% of its final error (with ``momentum="sweep"``: 0.81 and 0.79;
-        ``benchmarks/bench_relaxation.py``, 21 cases per method). It can also change which local
-        minimum a fit ends in (small sparse ABBA targets at r = 16: +5% to +23%), and its per-sweep
-        gains are less even: with a loose ``rtol`` a relaxed fit stops earlier (HiRA at 512², rank
-        24-72, rtol = 1e-4: medians +0.03% to +0.27% against the plain fit). Relaxed from the first
-        sweep, a fit that can reach zero error crawls instead (HiRA with W0 = T, 200 x 160, r = 8,
-        without extrapolation: 7e-9 after 15 sweeps against 3e-13; tested), hence the switch.
     inexact : bool
         ABBA fits first sweep with *inexact* block updates (the default): each factor moves by
         :data:`INEXACT_CG_STEPS` steps of preconditioned conjugate gradients on its normal equations
@@ -110,7 +98,6 @@ class ALSOptions:
     beta: float = 0.5
     growth: float = 1.1
     shrink: float = 2.0
-    relaxation: float = 1.0
     inexact: bool = True
 
     def __post_init__(self) -> None:
@@ -124,7 +111,6 @@ class ALSOptions:
         check_range("beta", self.beta, 0.0, 1.0)
         check_range("growth", self.growth, 1.0)
         check_range("shrink", self.shrink, 1.0)
-        check_range("relaxation", self.relaxation, 0.0, 2.0, low_open=True, high_open=True)
 
 
 def _outer_rows(x: torch.Tensor, workspace: Workspace | None, name: str = "outer") -> torch.Tensor:
@@ -175,10 +161,6 @@ def lowrank_route_is_cheaper(p: int, q: int, n: int, dtype: torch.dtype) -> bool
     penalty = 1 if dtype == torch.float64 else 2
     return penalty * (p + n) * q * q < p * n
 
-
-#: A target's updates are over-relaxed (:attr:`ALSOptions.relaxation`) after a sweep that lowered its
-#: error by less than this fraction: in the slow tail, not while the fit is still converging fast.
-SLOW_SWEEP = 1e-2
 
 #: Per-block momentum (``momentum="block"``) starts after a target's first sweep that lowered its
 #: error by less than this fraction. Plain sweeps that gain more are what a fit that can reach zero
@@ -275,8 +257,7 @@ def weighted_residual(left: torch.Tensor, right: torch.Tensor, weight: torch.Ten
 
 
 def update_rows(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
-                gram: torch.Tensor, ridge: torch.Tensor, relaxation: float | torch.Tensor = 1.0,
-                workspace: Workspace | None = None) -> torch.Tensor:
+                gram: torch.Tensor, ridge: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
     """Exact proximal update of ``X = left`` in ``target ≈ (X @ right) ⊙ weight``, row by row, per target.
 
     Parameters
@@ -291,16 +272,13 @@ def update_rows(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, 
         :func:`lowrank_weight_gram`).
     ridge : (K,) tensor
         Proximal weight per target, relative to the mean Gram diagonal.
-    relaxation : float or (K,) tensor
-        ω, per target or for all: the update moves ``left`` by ω times the step to the minimiser
-        (1: to the minimiser).
     workspace : Workspace, optional
         Scratch storage for the m x n residual and the float64 systems, reused across calls (its
         ``"residual"`` and ``"system"`` buffers are overwritten).
 
     Returns
     -------
-    (K, m, r) tensor: with ω = 1, the minimiser of ``||target[i] - (x right) ⊙ weight[i]||^2 +
+    (K, m, r) tensor: the minimiser of ``||target[i] - (x right) ⊙ weight[i]||^2 +
     λ_i ||x - left[i]||^2`` for each row i.
 
     Notes
@@ -311,26 +289,18 @@ def update_rows(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, 
     gradient) would stall the descent well above the minimum.
     """
     gradient = weighted_residual(left, right, weight, target, workspace) @ right.mT
-    return left + _relaxed(proximal_step(gram, gradient, ridge, workspace), relaxation)
+    return left + proximal_step(gram, gradient, ridge, workspace)
 
 
 def update_cols(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
-                gram: torch.Tensor, ridge: torch.Tensor, relaxation: float | torch.Tensor = 1.0,
-                workspace: Workspace | None = None) -> torch.Tensor:
+                gram: torch.Tensor, ridge: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
     """Exact proximal update of ``Y = right`` in ``target ≈ (left @ Y) ⊙ weight``, column by column.
 
     ``gram[j] = left^T diag(weight[:, j]^2) left``. The products are taken on the row-major
     ``(m, n)`` layout: element-wise work on transposed views would be strided and slow.
     """
     gradient = (left.mT @ weighted_residual(left, right, weight, target, workspace)).mT
-    return right + _relaxed(proximal_step(gram, gradient, ridge, workspace), relaxation).mT
-
-
-def _relaxed(step: torch.Tensor, relaxation: float | torch.Tensor) -> torch.Tensor:
-    """``relaxation * step`` for a (K, p, r) step, ω per target (a (K,) tensor) or one float."""
-    if isinstance(relaxation, torch.Tensor):
-        return step.mul_(relaxation.to(step)[:, None, None])
-    return step if relaxation == 1 else step.mul_(relaxation)
+    return right + proximal_step(gram, gradient, ridge, workspace).mT
 
 
 def inexact_update(target: torch.Tensor, weight: torch.Tensor, squared: torch.Tensor, left: torch.Tensor,
@@ -442,11 +412,10 @@ def _extrapolated(f: Factors, name: str, momentum: BlockMomentum | None) -> None
         f[name] = f[name] + beta.to(f[name])[:, None, None] * (f[name] - start[name])
 
 
-def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxation: float | torch.Tensor,
-                workspace: Workspace | None = None, momentum: BlockMomentum | None = None,
-                inexact: bool = False) -> torch.Tensor:
+def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, workspace: Workspace | None = None,
+                momentum: BlockMomentum | None = None, inexact: bool = False) -> torch.Tensor:
     """Update B2, A2, B1, A1 in turn (with ``momentum``: A2, B2, A1, B1, each extrapolated at once),
-    exactly, or with ``inexact`` by :func:`inexact_update` (``ridge`` and ``relaxation`` unused);
+    exactly, or with ``inexact`` by :func:`inexact_update` (``ridge`` unused);
     return the new residuals ``P1 ⊙ P2 - target``.
 
     B is updated before A in each pair, so a LoRA-style pair (B = 0, A random) gets a useful first
@@ -468,18 +437,17 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, relaxatio
             elif block == b:
                 gram = (lowrank_weight_gram(bo, ao, f[a], workspace) if lowrank
                         else dense_weight_gram(squared, f[a], workspace))
-                f[b] = update_rows(target, weight, f[b], f[a], gram, ridge, relaxation, workspace)
+                f[b] = update_rows(target, weight, f[b], f[a], gram, ridge, workspace)
             else:
                 gram = (lowrank_weight_gram(ao.mT, bo.mT, f[b].mT, workspace) if lowrank
                         else dense_weight_gram(squared.mT, f[b].mT, workspace))
-                f[a] = update_cols(target, weight, f[b], f[a], gram, ridge, relaxation, workspace)
+                f[a] = update_cols(target, weight, f[b], f[a], gram, ridge, workspace)
             _extrapolated(f, block, momentum)
     return residual(f["B1"], f["A1"], weight, target, workspace)
 
 
 def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: torch.Tensor,
-                relaxation: float | torch.Tensor, workspace: Workspace | None = None,
-                momentum: BlockMomentum | None = None) -> torch.Tensor:
+                workspace: Workspace | None = None, momentum: BlockMomentum | None = None) -> torch.Tensor:
     """Update B, then A (with ``momentum``, each extrapolated at once). W0's square is recomputed each
     sweep (into the workspace's buffer when one is given): one element-wise pass, cheap next to the
     Gram GEMMs, and right for whichever targets the sweep covers (retried sweeps and a shrinking
@@ -487,10 +455,10 @@ def _hira_sweep(target: torch.Tensor, base: torch.Tensor, f: Factors, ridge: tor
     # A shared W0 stays one matrix.
     squared = torch.mul(base, base, out=scratch(workspace, "squared", base)).expand_as(target)
     gram = dense_weight_gram(squared, f["A"], workspace)
-    f["B"] = update_rows(target, base, f["B"], f["A"], gram, ridge, relaxation, workspace)
+    f["B"] = update_rows(target, base, f["B"], f["A"], gram, ridge, workspace)
     _extrapolated(f, "B", momentum)
     gram = dense_weight_gram(squared.mT, f["B"].mT, workspace)
-    f["A"] = update_cols(target, base, f["B"], f["A"], gram, ridge, relaxation, workspace)
+    f["A"] = update_cols(target, base, f["B"], f["A"], gram, ridge, workspace)
     _extrapolated(f, "A", momentum)
     return residual(f["B"], f["A"], base, target, workspace)
 
@@ -500,7 +468,8 @@ def _select(f: Factors, rows: torch.Tensor) -> Factors:
 
 
 class ALS:
-    """Exact block-coordinate descent: every factor update solves its least-squares problem exactly.
+    """Block-coordinate descent: ABBA's inexact sweeps until they stall (:attr:`ALSOptions.inexact`),
+    then sweeps whose every factor update solves its least-squares problem exactly.
 
     A batch of targets is swept together; each target keeps its own extrapolation weight, ridge and
     stopping rule, and leaves the batch when it stops.
@@ -561,16 +530,13 @@ class ALS:
 
         workspace = Workspace()  # the sweeps' m x n temporaries, allocated once for the fit
 
-        def sweep(part: Problem, f: Factors, ridge: torch.Tensor, relaxation: float | torch.Tensor,
-                  momentum: BlockMomentum | None = None) -> torch.Tensor:
+        def sweep(part: Problem, f: Factors, ridge: torch.Tensor, momentum: BlockMomentum | None = None) -> torch.Tensor:
             """One sweep of every factor of the targets in ``part``, in place; their new errors."""
-            if options.relaxation == 1:  # every ω is 1: no per-target multiply (nor copy to the device)
-                relaxation = 1.0
             if abba:
-                residuals = _abba_sweep(part.target, f, ridge, relaxation, workspace, momentum, inexact)
+                residuals = _abba_sweep(part.target, f, ridge, workspace, momentum, inexact)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
-                residuals = _hira_sweep(part.target, part.base, f, ridge, relaxation, workspace, momentum)
+                residuals = _hira_sweep(part.target, part.base, f, ridge, workspace, momentum)
                 _balance(f["B"], f["A"])
             return torch.linalg.matrix_norm(residuals).double().cpu()
 
@@ -584,7 +550,6 @@ class ALS:
         beta = torch.full((batch,), INEXACT_BETA if inexact else options.beta, dtype=torch.float64)
         beta_cap = torch.ones(batch, dtype=torch.float64)
         ridge = torch.full((batch,), base_ridge, dtype=torch.float64)
-        omega = torch.ones(batch, dtype=torch.float64)  # each target's current relaxation
         block_momentum_on = torch.zeros(batch, dtype=torch.bool)  # per target, once MOMENTUM_SWITCH is met
         rows, part = torch.arange(batch), problem  # the targets still sweeping, and their problems
 
@@ -595,8 +560,7 @@ class ALS:
             local = mask.nonzero()[:, 0]
             swept = _select(start, local)
             momentum = None if beta is None else (beta[local], _select(start, local))
-            errors[local] = sweep(part.subset(local), swept, ridge[rows[local]], omega[rows[local]],
-                                  momentum) / target_norms[rows[local]]
+            errors[local] = sweep(part.subset(local), swept, ridge[rows[local]], momentum) / target_norms[rows[local]]
             for k in candidate:
                 candidate[k][local] = swept[k]
 
@@ -623,7 +587,7 @@ class ALS:
                     candidate = {k: v + step * (v - previous[k][rows]) for k, v in xa.items()}
                 else:
                     candidate = {k: v.clone() for k, v in xa.items()}
-                errors = sweep(part, candidate, ridge[rows], omega[rows]) / target_norms[rows]
+                errors = sweep(part, candidate, ridge[rows]) / target_norms[rows]
             if extrapolated:
                 grown = torch.minimum(beta_cap[rows], beta[rows] * options.growth)
                 if by_block:
@@ -658,7 +622,6 @@ class ALS:
                     continue
                 histories[k].append(error)
                 gain = histories[k][-2] - error
-                omega[k] = options.relaxation if gain < SLOW_SWEEP * histories[k][-2] else 1.0
                 block_momentum_on[k] |= gain < MOMENTUM_SWITCH * histories[k][-2]
                 if error <= options.tol:
                     statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {own} sweeps", True

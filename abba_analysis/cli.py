@@ -15,7 +15,6 @@ from typing import Sequence
 from . import targets
 from .budget import abba_ranks_for_lora
 from .fit import fit
-from .solvers.als import MOMENTUM_SCHEMES, ALSOptions
 
 
 def _fit_command(args: argparse.Namespace) -> int:
@@ -71,8 +70,6 @@ def _sweep_command(args: argparse.Namespace) -> int:
     target.update({k: v for k, v in (("finetuned", args.finetuned), ("include", args.include),
                                      ("exclude", args.exclude)) if v})
     iterative = {"rtol": args.rtol, "max_iter": args.max_iter}
-    if args.momentum != ALSOptions.momentum:  # only when asked: the options are part of each unit's key
-        iterative["momentum"] = args.momentum
     config = parse({
         "experiment": {"name": args.name, "seeds": args.seeds, "dtype": args.dtype, "device": args.device,
                        "threads": args.threads},
@@ -155,8 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
     p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
-    p.add_argument("--momentum", choices=MOMENTUM_SCHEMES, default=ALSOptions.momentum,
-                   help="momentum of the exact solver (ALSOptions.momentum)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,

@@ -2,8 +2,9 @@
 
 Each benchmark measures its baseline in the same run and prints ratios against it:
 
-- ``bench_abba_solvers``: default (exact, accelerated) ABBA solver vs Adam, time to Adam's final error;
-- ``bench_momentum``: the ABBA solver's two momentum schemes vs block-coordinate descent with
+- ``bench_abba_solvers``: the default ABBA solver (inexact, then exact sweeps) vs Adam and vs exact sweeps
+  alone, time to Adam's and to the exact sweeps' final errors;
+- ``bench_momentum``: the ABBA solver, default and exact-only, vs block-coordinate descent with
   per-block momentum (the Hadamard-decomposition literature's scheme), time to the better final error;
 - ``bench_batched``: one batched fit of a stack vs a Python loop of single fits;
 - ``bench_init_svd``: the SVD-based inits' top singular triplets, from the Gram matrix vs a full SVD;

@@ -16,11 +16,11 @@ KINDS = {
 }
 
 
-@pytest.mark.parametrize("extrapolate,momentum", [(True, "sweep"), (True, "block"), (False, "sweep")])
+@pytest.mark.parametrize("extrapolate,inexact", [(True, True), (True, False), (False, True), (False, False)])
 @pytest.mark.parametrize("kind", ["gaussian", "orthogonal"])
-def test_als_error_history_never_rises(kind, extrapolate, momentum):
+def test_als_error_history_never_rises(kind, extrapolate, inexact):
     T = aa.targets.make(kind, 80, 60, seed=0)
-    fit = aa.fit(T, "abba", rank=(3, 3), seed=0, max_iter=150, extrapolate=extrapolate, momentum=momentum)
+    fit = aa.fit(T, "abba", rank=(3, 3), seed=0, max_iter=150, extrapolate=extrapolate, inexact=inexact)
     h = fit.history
     assert len(h) == fit.iterations + 1 > 10
     assert np.all(np.diff(h) <= 1e-12 * h[:-1]), np.max(np.diff(h))
@@ -36,17 +36,15 @@ def test_extrapolation_reaches_lower_error_in_the_same_sweeps():
 
 @pytest.mark.parametrize("method,kind,dtype", [("abba", "orthogonal", "float64"), ("abba", "gaussian", "float32"),
                                                ("hira", "orthogonal", "float64"), ("hira", "sparse", "float32")])
-def test_block_momentum_beats_plain_sweeps_and_is_checked(method, kind, dtype):
+def test_block_momentum_beats_plain_sweeps(method, kind, dtype):
     """With β up to 1 the float32 fits here stall above plain sweeps (the iterate oscillates)."""
     T = aa.targets.make(kind, 96, 80, seed=0, dtype=dtype)
     rank, base = ((4, 4), None) if method == "abba" else (8, aa.targets.gaussian(96, 80, seed=7, dtype=dtype))
     kwargs = dict(base=base, seed=0, max_iter=60, rtol=0)
     plain = aa.fit(T, method, rank, extrapolate=False, **kwargs)
-    block = aa.fit(T, method, rank, momentum="block", **kwargs)
+    block = aa.fit(T, method, rank, **kwargs)
     assert block.error < plain.error
     assert np.all(np.diff(block.history) <= 1e-12 * block.history[:-1])
-    with pytest.raises(ValueError, match="momentum"):
-        aa.fit(T, method, rank, momentum="blocks", base=base)
 
 
 def test_block_momentum_waits_for_the_slow_tail(monkeypatch):
@@ -56,7 +54,7 @@ def test_block_momentum_waits_for_the_slow_tail(monkeypatch):
     from abba_analysis.solvers import als
 
     T = torch.randn(200, 160, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    kwargs = dict(base=T, seed=0, max_iter=15, rtol=0, momentum="block")
+    kwargs = dict(base=T, seed=0, max_iter=15, rtol=0)
     assert aa.fit(T, "hira", 8, **kwargs).error < 1e-9
     monkeypatch.setattr(als, "MOMENTUM_SWITCH", float("inf"))  # momentum from the second sweep on
     assert aa.fit(T, "hira", 8, **kwargs).error > 1e-3
@@ -330,14 +328,14 @@ def test_lane_wise_solves_give_the_same_fits(monkeypatch, method, rank):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_float32_fit_descends_as_far_as_float64(seed):
     """Solving for the correction from the residual keeps float32 fits descending: solving the
-    normal equations for the new value stalled 6e-4 to 9e-4 (relative) above float64 here. Momentum
-    between sweeps: per-block momentum amplifies rounding differences, so with it the two precisions'
-    paths part (seed 0: near sweep 70) and end in different places of a flat valley (+5e-4, both
-    still descending after 3000 sweeps), which says nothing about the solves; exact sweeps only, for
-    the same reason."""
+    normal equations for the new value stalled 6e-4 to 9e-4 (relative) above float64 here (with
+    momentum between sweeps, a scheme since removed). Plain exact sweeps: momentum amplifies rounding
+    differences, so with it the two precisions' paths part (seed 0: near sweep 70) and end in
+    different places of a flat valley (+5e-4, both still descending after 3000 sweeps), which says
+    nothing about the solves."""
     T = aa.targets.sparse(96, 160, seed=seed)
-    exact = aa.fit(T, "abba", (4, 4), seed=seed, bracket=False, momentum="sweep", inexact=False)
-    single = aa.fit(T.astype(np.float32), "abba", (4, 4), seed=seed, bracket=False, momentum="sweep", inexact=False)
+    exact = aa.fit(T, "abba", (4, 4), seed=seed, bracket=False, extrapolate=False, inexact=False)
+    single = aa.fit(T.astype(np.float32), "abba", (4, 4), seed=seed, bracket=False, extrapolate=False, inexact=False)
     assert single.error <= exact.error * (1 + 2e-4)
 
 

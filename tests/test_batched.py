@@ -16,11 +16,9 @@ def stack(kind="gaussian", m=48, n=40):
 
 @pytest.mark.parametrize("method,rank,solver,options", [
     ("abba", (3, 2), "als", {}),
-    ("abba", (3, 2), "als", {"momentum": "block"}),
     ("abba", (3, 2), "adam", {"steps": 150}),
     ("abba", (3, 2), "als", {"inexact": False}),
     ("hira", 4, "als", {}),
-    ("hira", 4, "als", {"momentum": "block"}),
     ("hira", 4, "adam", {"steps": 150}),
     ("hira", 4, "divide-svd", {}),
     ("lora", 4, "svd", {}),

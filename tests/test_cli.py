@@ -36,13 +36,6 @@ def test_sweep(pair, tmp_path, capsys):
     table = pd.read_csv(out_dir / "results.csv")
     assert len(table) == 2 * 2 * 3 and set(table.method) == {"lora", "hira", "abba"}
     assert (tmp_path / "heat.png").stat().st_size > 0
-    sweep_dir = tmp_path / "sweep-momentum"  # momentum between sweeps: other units (own keys), other fits
-    assert main(["sweep", str(pair[0]), str(pair[1]), "--budgets", "4", "--out", str(sweep_dir), "--no-progress",
-                 "--max-iter", "30", "--momentum", "sweep", "--methods", "abba"]) == 0
-    between = pd.read_csv(sweep_dir / "results.csv")
-    block = table[(table.method == "abba") & (table.budget == 4)].sort_values("target")
-    assert len(between) == 2 and not set(between.key) & set(block.key)
-    assert not (between.sort_values("target").error.to_numpy() == block.error.to_numpy()).all()
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -34,10 +34,6 @@ from ..workspace import Workspace, product, scratch
 from .base import Callback, Factors, Problem, SolveOutput, check_range, stalled, unbatch
 
 
-#: The values of :attr:`ALSOptions.momentum`.
-MOMENTUM_SCHEMES = ("sweep", "block")
-
-
 @dataclass(frozen=True)
 class ALSOptions:
     """Options of the block-coordinate solver.
@@ -58,19 +54,16 @@ class ALSOptions:
         unidentifiable directions of the factors blow up) is discarded and retried with ten times
         the ridge, which then decays back.
     extrapolate : bool
-        Extrapolate, with the safeguard of Ang & Gillis (2019): β grows by ``growth`` after a sweep
-        that lowers the error; a sweep that raises it is discarded and replaced by a plain one, β
-        shrinks by ``shrink`` and its value caps later growth. Discarded sweeps are not in the
-        history, which therefore never rises.
-    momentum : {"sweep", "block"}
-        Where to extrapolate. ``"block"`` (the default): each factor as soon as it is updated, ``x ←
-        x⁺ + β (x⁺ - x)``, and the next factor is solved against it (the momentum of the
-        Hadamard-decomposition literature, Wertz, Vandaele & Gillis, 2025; ABBA's pairs then update
-        A before B), with β at most :data:`BLOCK_BETA_MAX`, from a target's first sweep that gains
-        less than :data:`MOMENTUM_SWITCH` on: before that, plain sweeps shrink the error faster than
-        momentum lets it (a fit that can reach zero error would fall by only about β per sweep).
-        ``"sweep"``: all factors between sweeps, ``y = x_k + β (x_k - x_{k-1})``, then a sweep from
-        y (Ang & Gillis, 2019). ``benchmarks/bench_momentum.py`` compares both with the
+        Per-block momentum (the Hadamard-decomposition literature's, Wertz, Vandaele & Gillis, 2025):
+        each factor is extrapolated as soon as it is updated, ``x ← x⁺ + β (x⁺ - x)`` with x its
+        value at the sweep's start, and the next factor is solved against it (ABBA's pairs then
+        update A before B), with β at most :data:`BLOCK_BETA_MAX`, from a target's first sweep that
+        gains less than :data:`MOMENTUM_SWITCH` on: before that, plain sweeps shrink the error faster
+        than momentum lets them (a fit that can reach zero error would fall by only about β per
+        sweep). Safeguarded as Ang & Gillis (2019): β grows by ``growth`` after a sweep that gains
+        more than ``rtol``; a sweep that does not is discarded and replaced by a plain one, β shrinks
+        by ``shrink`` and its value caps later growth. Discarded sweeps are not in the history,
+        which therefore never rises. ``benchmarks/bench_momentum.py`` compares it with the
         literature's own scheme on the same solves.
     beta : float
         Initial extrapolation weight β.
@@ -94,7 +87,6 @@ class ALSOptions:
     rtol: float = 1e-7
     ridge: float | None = None
     extrapolate: bool = True
-    momentum: str = "block"
     beta: float = 0.5
     growth: float = 1.1
     shrink: float = 2.0
@@ -106,8 +98,6 @@ class ALSOptions:
         check_range("rtol", self.rtol, 0.0)
         if self.ridge is not None:
             check_range("ridge", self.ridge, 0.0, low_open=True)
-        if self.momentum not in MOMENTUM_SCHEMES:
-            raise ValueError(f"momentum must be one of {MOMENTUM_SCHEMES}, got {self.momentum!r}")
         check_range("beta", self.beta, 0.0, 1.0)
         check_range("growth", self.growth, 1.0)
         check_range("shrink", self.shrink, 1.0)
@@ -162,12 +152,12 @@ def lowrank_route_is_cheaper(p: int, q: int, n: int, dtype: torch.dtype) -> bool
     return penalty * (p + n) * q * q < p * n
 
 
-#: Per-block momentum (``momentum="block"``) starts after a target's first sweep that lowered its
+#: Per-block momentum starts after a target's first sweep that lowered its
 #: error by less than this fraction. Plain sweeps that gain more are what a fit that can reach zero
 #: error does (orders of magnitude per sweep), and momentum would hold it to a rate of about β.
 MOMENTUM_SWITCH = 0.1
 
-#: The largest β of per-block momentum (``momentum="block"``). Extrapolating a block after its update
+#: The largest β of per-block momentum in exact sweeps. Extrapolating a block after its update
 #: leaves the fast modes of the iteration damped only by β per sweep (between sweeps, the next sweep
 #: damps them), so at β = 1 the iterate oscillates and the error stalls.
 BLOCK_BETA_MAX = 0.9
@@ -540,10 +530,7 @@ class ALS:
                 _balance(f["B"], f["A"])
             return torch.linalg.matrix_norm(residuals).double().cpu()
 
-        by_block = options.momentum == "block"
         x = {k: v.detach().clone() for k, v in factors.items()}  # every target's accepted iterate
-        # and the one before, which extrapolation between sweeps starts from
-        previous = None if by_block else {k: v.clone() for k, v in x.items()}
         histories = [[e] for e in problem.relative_errors(x).double().cpu().tolist()]
         statuses, messages = ["max_iter"] * batch, [f"ran all {options.max_iter} sweeps"] * batch
         beta_max = INEXACT_BETA if inexact else BLOCK_BETA_MAX
@@ -567,35 +554,26 @@ class ALS:
         for it in range(1, options.max_iter - int(offset.min()) + 1):
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
             xa = _select(x, rows)
-            # The targets extrapolated in this sweep. By block, those past their first sweep gaining
-            # less than MOMENTUM_SWITCH: while plain sweeps still shrink the error fast, per-block
-            # momentum would hold it to a rate of β.
-            if by_block:
-                active = block_momentum_on[rows] & options.extrapolate
-            else:
-                active = torch.full((len(rows),), options.extrapolate and it > 1)
+            # The targets extrapolated in this sweep: those past their first sweep gaining less than
+            # MOMENTUM_SWITCH (while plain sweeps still shrink the error fast, momentum would hold it
+            # to a rate of β).
+            active = block_momentum_on[rows] & options.extrapolate
             extrapolated = bool(active.any())
-            if extrapolated and by_block:
+            if extrapolated:
                 # Targets with and without momentum sweep apart: the block order differs (as a lone fit's).
                 candidate, errors = {k: v.clone() for k, v in xa.items()}, torch.empty(len(rows), dtype=torch.float64)
                 sweep_from(active, xa, candidate, errors, beta[rows].clamp(max=beta_max))
                 if not bool(active.all()):
                     sweep_from(~active, xa, candidate, errors)
             else:
-                if extrapolated:
-                    step = beta[rows].to(problem.target)[:, None, None]
-                    candidate = {k: v + step * (v - previous[k][rows]) for k, v in xa.items()}
-                else:
-                    candidate = {k: v.clone() for k, v in xa.items()}
+                candidate = {k: v.clone() for k, v in xa.items()}
                 errors = sweep(part, candidate, ridge[rows]) / target_norms[rows]
             if extrapolated:
-                grown = torch.minimum(beta_cap[rows], beta[rows] * options.growth)
-                if by_block:
-                    grown = grown.clamp(max=beta_max)
+                grown = torch.minimum(beta_cap[rows], beta[rows] * options.growth).clamp(max=beta_max)
                 beta[rows] = torch.where(active, grown, beta[rows])
-                # By block, an extrapolated sweep must gain more than rtol to count: its overshoot can
-                # nearly cancel its gain by chance, which would trip the rtol stop. A plain sweep decides.
-                lost = active & ~(errors < last * (1 - options.rtol) if by_block else errors < last)
+                # An extrapolated sweep must gain more than rtol to count: its overshoot can nearly
+                # cancel its gain by chance, which would trip the rtol stop. A plain sweep decides.
+                lost = active & ~(errors < last * (1 - options.rtol))
                 if bool(lost.any()):
                     # The extrapolated sweep lost ground: discard it, damp β, redo a plain sweep.
                     beta_cap[rows[lost]] = beta[rows[lost]]
@@ -631,8 +609,6 @@ class ALS:
                     done[i] = True
             keep = accepted.nonzero()[:, 0]
             for k in x:
-                if previous is not None:
-                    previous[k][rows[keep]] = x[k][rows[keep]]
                 x[k][rows[keep]] = candidate[k][keep]
             clock = int(offset[rows].max()) + it
             if callback is not None and bool(accepted.any()) and callback(

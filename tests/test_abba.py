@@ -20,7 +20,8 @@ KINDS = {
 @pytest.mark.parametrize("kind", ["gaussian", "orthogonal"])
 def test_als_error_history_never_rises(kind, extrapolate, inexact):
     T = aa.targets.make(kind, 80, 60, seed=0)
-    fit = aa.fit(T, "abba", rank=(3, 3), seed=0, max_iter=150, extrapolate=extrapolate, inexact=inexact)
+    # (6, 6) at 80 x 60: exact sweeps would need the dense Gram products, so inexact ones run first
+    fit = aa.fit(T, "abba", rank=(6, 6), seed=0, max_iter=150, extrapolate=extrapolate, inexact=inexact)
     h = fit.history
     assert len(h) == fit.iterations + 1 > 10
     assert np.all(np.diff(h) <= 1e-12 * h[:-1]), np.max(np.diff(h))
@@ -152,7 +153,8 @@ def test_inexact_update_is_exact_in_one_step_for_a_rank_one_weight_square(rows):
 
 
 def test_inexact_sweeps_hand_over_to_exact_ones():
-    """The default ABBA fit sweeps inexactly until a sweep gains less than INEXACT_RTOL, then exactly:
+    """The default ABBA fit at ranks where exact sweeps need dense Gram products sweeps inexactly
+    until a sweep gains less than INEXACT_RTOL, then exactly:
     one history, monotone, every sweep an iteration and a callback, and the exact sweeps gain less
     than rtol at the end."""
     T = aa.targets.gaussian(96, 80, seed=0)
@@ -166,15 +168,20 @@ def test_inexact_sweeps_hand_over_to_exact_ones():
     seen = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(als, "_abba_sweep", spy)
-        fit = aa.fit(T, "abba", (4, 4), seed=0, callback=lambda it, err, f: seen.append((it, err)))
+        fit = aa.fit(T, "abba", (8, 8), seed=0, callback=lambda it, err, f: seen.append((it, err)))
     switch = kinds.index(False)
     assert switch > 0 and all(kinds[:switch]) and not any(kinds[switch:])
     assert [it for it, _ in seen] == list(range(1, fit.iterations + 1)) == list(range(1, len(fit.history)))
     np.testing.assert_array_equal([e for _, e in seen], fit.history[1:])
     assert np.all(np.diff(fit.history) <= 1e-12 * fit.history[:-1])
     assert fit.status == "converged" and fit.history[-2] - fit.history[-1] <= 1e-7 * fit.history[-1]
-    exact_only = aa.fit(T, "abba", (4, 4), seed=0, inexact=False)
+    exact_only = aa.fit(T, "abba", (8, 8), seed=0, inexact=False)
     assert fit.error <= exact_only.error * (1 + 1e-3)
+    kinds.clear()  # at (4, 4) the exact sweeps' low-rank Gram route is cheap: they run alone
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(als, "_abba_sweep", spy)
+        aa.fit(T, "abba", (4, 4), seed=0, max_iter=5)
+    assert kinds and not any(kinds)
 
 
 def test_abba_beats_lora_at_equal_budget_on_gaussian():

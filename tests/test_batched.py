@@ -17,7 +17,8 @@ def stack(kind="gaussian", m=48, n=40):
 @pytest.mark.parametrize("method,rank,solver,options", [
     ("abba", (3, 2), "als", {}),
     ("abba", (3, 2), "adam", {"steps": 150}),
-    ("abba", (3, 2), "als", {"inexact": False}),
+    ("abba", (6, 6), "als", {}),  # inexact sweeps, then exact ones
+    ("abba", (6, 6), "als", {"inexact": False}),
     ("hira", 4, "als", {}),
     ("hira", 4, "adam", {"steps": 150}),
     ("hira", 4, "divide-svd", {}),

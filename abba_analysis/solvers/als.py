@@ -70,16 +70,19 @@ class ALSOptions:
     growth, shrink : float
         Factors by which β grows after a success and shrinks after a failure.
     inexact : bool
-        ABBA fits first sweep with *inexact* block updates (the default): each factor moves by
-        :data:`INEXACT_CG_STEPS` steps of preconditioned conjugate gradients on its normal equations
-        instead of the exact solve, and is extrapolated at once with per-block momentum of weight
-        :data:`INEXACT_BETA` (:func:`inexact_update`). Such a sweep costs ``O(m n (r1 + r2))``
-        against the exact sweep's ``O(m n (r1² + r2²))``, and the heavy momentum it allows crosses
-        the flat valleys of these fits in far fewer sweeps. Once an inexact sweep gains less than
-        ``rtol`` (or none lowers the error), exact sweeps take over from there and finish the fit
-        under the same stopping rule, so the fit ends at a point where exact block updates gain less
-        than ``rtol`` too. ``benchmarks/bench_abba_solvers.py`` times both settings against Adam.
-        False: exact sweeps only. HiRA fits always sweep exactly.
+        ABBA fits whose exact sweeps would need the dense Gram products (``min(r1, r2)`` at least
+        about ``sqrt(min(m, n) / 2)``, :func:`lowrank_route_is_cheaper`) first sweep with *inexact*
+        block updates (the default): each factor moves by :data:`INEXACT_CG_STEPS` steps of
+        preconditioned conjugate gradients on its normal equations instead of the exact solve, and
+        is extrapolated at once with per-block momentum of weight :data:`INEXACT_BETA`
+        (:func:`inexact_update`). Such a sweep costs ``O(m n (r1 + r2))`` against the dense exact
+        sweep's ``O(m n (r1² + r2²))``, and the heavy momentum it allows crosses the flat valleys of
+        these fits in far fewer sweeps. Once an inexact sweep gains less than :data:`INEXACT_RTOL`
+        (or none lowers the error), exact sweeps take over from there and finish the fit under the
+        same stopping rule, so it ends where exact block updates gain less than ``rtol`` too. At
+        smaller ranks the exact sweeps' low-rank Gram route is as cheap, and they run alone.
+        ``benchmarks/bench_abba_solvers.py`` times both settings against Adam. False: exact sweeps
+        only. HiRA fits always sweep exactly.
     """
 
     max_iter: int = 500
@@ -480,7 +483,9 @@ class ALS:
     ) -> list[SolveOutput]:
         if factors is None:
             raise ValueError("the als solver needs starting factors")
-        if problem.method.name != "abba" or not options.inexact:
+        m, n = problem.shape
+        if (problem.method.name != "abba" or not options.inexact
+                or lowrank_route_is_cheaper(m, min(problem.ranks), n, problem.target.dtype)):
             return self._sweeps(problem, factors, options, callback)
         return self._inexact_then_exact(problem, factors, options, callback)
 

@@ -14,7 +14,8 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_big``: 4096 x 4096 and 4096 x 11008 fits (time, memory), randomized vs exact SVD;
 - ``bench_streaming``: streaming a checkpoint pair vs loading both state dicts (memory);
 - ``bench_executors``: a sweep in-process vs on local processes and on a Dask cluster;
-- ``bench_threads``: fits idle and beside busy processes, the thread policy vs torch's default threads.
+- ``bench_threads``: fits idle and beside busy processes, the thread policy vs torch's default threads;
+- ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare.
 
     python benchmarks/run_all.py            # the settings recorded in benchmarks/RESULTS.md (about an hour on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes and few repeats: a few minutes, for checking the scripts
@@ -43,6 +44,7 @@ FULL = {
     "bench_streaming": [],
     "bench_executors": [],
     "bench_threads": [],
+    "bench_sweep_floor": [],
 }
 QUICK = {
     "bench_abba_solvers": ["--shapes", "256x256", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1",
@@ -57,6 +59,7 @@ QUICK = {
     "bench_streaming": ["--gigabytes", "0.05"],
     "bench_executors": ["--fits", "20"],
     "bench_threads": ["--quick"],
+    "bench_sweep_floor": ["--shapes", "256x256", "--ranks", "4", "16", "--threads", "1", "--repeats", "3"],
 }
 
 

@@ -23,24 +23,12 @@ Both sweeps run on one target (``K = 1``), float32, on 1 and 2 torch threads; me
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from _timing import machine, median
+from _timing import machine, seconds
 from abba_analysis.solvers.als import INEXACT_CG_STEPS, _abba_sweep, lowrank_route_is_cheaper
 from abba_analysis.workspace import Workspace
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls (after two untimed ones)."""
-    fn(), fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return median(times)
 
 
 def floor(m: int, n: int, r: int, inexact: bool, repeats: int) -> float:
@@ -49,16 +37,16 @@ def floor(m: int, n: int, r: int, inexact: bool, repeats: int) -> float:
     left, right = torch.randn(m, r, generator=gen), torch.randn(r, n, generator=gen)
     big, other = torch.randn(m, n, generator=gen), torch.randn(m, n, generator=gen)
     out = torch.empty(m, n)
-    thin = timed(lambda: torch.matmul(left, right, out=out), repeats)  # (m, r) @ (r, n)
-    back = timed(lambda: big @ right.mT, repeats)  # (m, n) @ (n, r)
-    elementwise = timed(lambda: big.mul_(other), repeats)
+    thin = seconds(lambda: torch.matmul(left, right, out=out), repeats)  # (m, r) @ (r, n)
+    back = seconds(lambda: big @ right.mT, repeats)  # (m, n) @ (n, r)
+    elementwise = seconds(lambda: torch.mul(big, other, out=out), repeats)
     per_pair = thin + elementwise
     per_block = thin + 3 * elementwise + back
     if inexact:
         per_block += INEXACT_CG_STEPS * (thin + elementwise + back)
     else:
         outer_rows, outer_cols = torch.randn(n, r * r, generator=gen), torch.randn(m, r * r, generator=gen)
-        per_block += (timed(lambda: big @ outer_rows, repeats) + timed(lambda: big.mT @ outer_cols, repeats)) / 2
+        per_block += (seconds(lambda: big @ outer_rows, repeats) + seconds(lambda: big.mT @ outer_cols, repeats)) / 2
     return 2 * per_pair + 4 * per_block
 
 
@@ -72,7 +60,7 @@ def sweep_time(m: int, n: int, r: int, inexact: bool, repeats: int) -> float:
     def run():
         _abba_sweep(target, {k: v.clone() for k, v in start.items()}, ridge, workspace, inexact=inexact)
 
-    return timed(run, repeats)
+    return seconds(run, repeats)
 
 
 def main() -> None:

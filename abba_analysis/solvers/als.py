@@ -165,22 +165,21 @@ MOMENTUM_SWITCH = 0.1
 #: damps them), so at β = 1 the iterate oscillates and the error stalls.
 BLOCK_BETA_MAX = 0.9
 
-#: Conjugate-gradient steps per factor of an inexact sweep (:attr:`ALSOptions.inexact`): at 512², r1 = r2 = 32,
-#: one step took 0.60 s to reach Adam's final error, two 0.54 s, three 0.88 s (more sweeps, or dearer ones).
+#: Conjugate-gradient steps per factor of an inexact sweep (:attr:`ALSOptions.inexact`): one step needs more
+#: sweeps, three cost more per sweep than they save (benchmarks/RESULTS.md, "The default ABBA solver").
 INEXACT_CG_STEPS = 2
 
 #: Inexact sweeps hand over to exact ones once a sweep gains less than this (relative), or ``rtol`` if larger.
 INEXACT_RTOL = 1e-4
 
 #: Inexact sweeps take at most this share of ``max_iter``; exact sweeps get the rest. Where exact sweeps
-#: converge much faster (very sparse targets near exact representation) the inexact ones crawl: Fig. 2's
-#: 1%-sparse 512² target at (36, 36), 200 sweeps, ended at 0.0297 with inexact sweeps until their gain
-#: fell below INEXACT_RTOL, 0.0095 with half the sweeps inexact, 0.0082 with a quarter (exact only: 0.0087).
+#: converge much faster (very sparse targets near exact representation) the inexact ones crawl, and a fit
+#: that spent its budget on them ended far above exact sweeps alone (benchmarks/RESULTS.md).
 INEXACT_SHARE = 0.25
 
 #: The per-block momentum weight of inexact sweeps (from the sweep :data:`MOMENTUM_SWITCH` names) and its cap.
-#: Inexact updates overshoot less than exact ones, which bear at most :data:`BLOCK_BETA_MAX`; at 512²,
-#: r1 = r2 = 32, a momentum grown from 0.5 took 1.74 s to reach Adam's final error, one of 0.95 0.54 s.
+#: Inexact updates overshoot less than exact ones, which bear at most :data:`BLOCK_BETA_MAX`; a momentum
+#: grown from 0.5 instead was about 3x slower to Adam's error (benchmarks/RESULTS.md).
 INEXACT_BETA = 0.95
 
 #: From this many systems on (per proximal step, all targets together) CPU fits solve them lane-wise

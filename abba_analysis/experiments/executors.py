@@ -106,8 +106,8 @@ class Dask:
 
         if not units:
             return
-        futures = self.client.map(functools.partial(_on_one_thread, function), units, key=[f"abba-fit-{u.key}" for u in units], retries=self.retries,
-                                  pure=False)
+        futures = self.client.map(functools.partial(_on_one_thread, function), units,
+                                  key=[f"abba-fit-{u.key}" for u in units], retries=self.retries, pure=False)
         for future in as_completed(futures):
             yield future.result()
             future.release()

@@ -6,6 +6,7 @@ target is and what the error message says.
 
 from __future__ import annotations
 
+import re
 from typing import Union
 
 import numpy as np
@@ -42,6 +43,39 @@ def resolve_dtype(dtype: str | torch.dtype | np.dtype | None, like: torch.dtype)
     raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Return ``device`` as a ``torch.device`` after checking that this torch can use it.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a device string, or names a device this machine lacks (a CUDA device
+        on a torch without CUDA or past the last GPU, an MPS device without MPS). One line that says
+        what is available.
+    """
+    if isinstance(device, torch.device):
+        resolved = device
+    elif isinstance(device, str):
+        try:
+            resolved = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device {device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    else:
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', or a torch.device, got {device!r}")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {str(resolved)!r} is not available: this torch has no usable CUDA GPU; use 'cpu'")
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device {str(resolved)!r} is not available: this machine has {count} CUDA GPU(s), "
+                             f"cuda:0 to cuda:{count - 1}")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' is not available on this machine; use 'cpu'")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(resolved)!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return resolved
+
+
 def row_blocks(t: torch.Tensor, elements: int = 2**20) -> tuple[torch.Tensor, ...]:
     """Views of ``t``'s rows (all leading axes flattened) in blocks of about ``elements`` entries, for
     element-wise work whose temporaries should stay small next to a big matrix."""
@@ -68,7 +102,8 @@ def as_matrix(
     TypeError
         If ``x`` is not a numpy array or torch tensor, or is complex.
     ValueError
-        If ``x`` is not 2-D (or 3-D, with ``allow_stack``), is empty, or holds NaN or Inf.
+        If ``x`` is not 2-D (or 3-D, with ``allow_stack``), is empty, or holds NaN or Inf, or if
+        ``device`` is not available (:func:`resolve_device`).
     """
     if isinstance(x, np.ndarray):
         if np.iscomplexobj(x):
@@ -91,7 +126,7 @@ def as_matrix(
         raise ValueError(f"{name} must be {expected}, got shape {tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(t.shape)}")
-    t = t.to(device=device if device is not None else t.device, dtype=resolve_dtype(dtype, t.dtype))
+    t = t.to(device=resolve_device(device) if device is not None else t.device, dtype=resolve_dtype(dtype, t.dtype))
     # Checked a block of rows at a time: isfinite on the whole matrix costs ~2x its memory.
     if not all(bool(torch.isfinite(block).all()) for block in row_blocks(t)):
         raise ValueError(f"{name} holds NaN or Inf values")
@@ -107,6 +142,24 @@ def check_positive_int(value: object, name: str, *, upper: int | None = None) ->
         bound = f" and at most {upper}" if upper is not None else ""
         raise ValueError(f"{name} must be at least 1{bound}, got {value}")
     return value
+
+
+def compile_pattern(pattern: str | None, name: str) -> re.Pattern | None:
+    """Compile the regular expression given as option ``name`` (None passes through).
+
+    Raises
+    ------
+    ValueError
+        Naming the option, the pattern and what is wrong with it.
+    """
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str):
+        raise TypeError(f"{name} must be a regular expression string, got {pattern!r}")
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"{name} {pattern!r} is not a valid regular expression: {error}") from None
 
 
 def like_input(t: torch.Tensor, reference: ArrayLike) -> ArrayLike:

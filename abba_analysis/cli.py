@@ -1,6 +1,7 @@
 """The ``abba-analysis`` command line.
 
     abba-analysis fit --kind orthogonal --size 256 --rank 24
+    abba-analysis fit --target delta.npy --base w0.npy --rank 16
     abba-analysis reproduce [--quick] [--study all|main|inits]
     abba-analysis sweep BASE FINETUNED --include 'q_proj' --budgets 8 16 --out results/sweep
     abba-analysis inspect BASE FINETUNED --include '\\.(q|v)_proj\\.weight$'
@@ -10,35 +11,80 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Sequence
 
 from . import targets
+from ._validation import compile_pattern, resolve_device
+from ._version import __version__
 from .budget import abba_ranks_for_lora
 from .fit import fit
 
 
+METHODS = ("lora", "hira", "abba")
+
+
+def _fit_target(args: argparse.Namespace) -> tuple[object, object | None, str]:
+    """The target, HiRA's W0 (None when there is none) and a line saying what they are."""
+    from .deltas import load_matrix
+
+    base = load_matrix(args.base, args.base_tensor) if args.base else None
+    if args.target:
+        target = load_matrix(args.target, args.tensor)
+        shape = "x".join(map(str, target.shape))
+        what = f"{args.target}{f' [{args.tensor}]' if args.tensor else ''} ({shape}, {str(target.dtype)[6:]})"
+    else:
+        if args.tensor:
+            raise ValueError("--tensor names a tensor of a --target file; no --target was given")
+        n = args.n or args.size
+        options = {"rank": args.target_rank} if args.kind == "low_rank" else {}
+        target = targets.make(args.kind, args.size, n, seed=args.seed, **options)
+        what = f"{args.kind} {args.size}x{n} (seed {args.seed})"
+        if base is None:
+            base = targets.gaussian(args.size, n, seed=args.seed + 1)
+            what += f"; HiRA's W0: Gaussian (seed {args.seed + 1})"
+    if base is not None and tuple(base.shape) != tuple(target.shape):
+        raise ValueError(f"--base has shape {tuple(base.shape)} but the target has shape {tuple(target.shape)}")
+    if args.base:
+        what += f"; HiRA's W0: {args.base}"
+    return target, base, what
+
+
 def _fit_command(args: argparse.Namespace) -> int:
-    """Fit LoRA, HiRA and ABBA at one budget to a generated target and print the errors."""
-    n = args.n or args.size
-    options = {"rank": args.target_rank} if args.kind == "low_rank" else {}
-    target = targets.make(args.kind, args.size, n, seed=args.seed, **options)
-    base = targets.gaussian(args.size, n, seed=args.seed + 1)
+    """Fit LoRA, HiRA and ABBA at one budget to a generated target or a matrix from a file; print each fit."""
+    if args.device is not None:
+        resolve_device(args.device)
+    target, base, what = _fit_target(args)
+    methods = args.method or [m for m in METHODS if m != "hira" or base is not None]
+    if "hira" in methods and base is None:
+        raise ValueError("HiRA needs the pretrained weight W0: give --base FILE (same shape as the target)")
     r1, r2 = abba_ranks_for_lora(args.rank)
     common = {"device": args.device, "threads": args.threads}
-    fits = [
-        fit(target, "lora", args.rank, **common),
-        fit(target, "hira", args.rank, base=base, seed=args.seed, **common),
-        fit(target, "abba", (r1, r2), seed=args.seed, **common),
-    ]
-    print(f"target: {args.kind} {args.size}x{n} (seed {args.seed}); budget {fits[0].num_params} parameters; "
-          f"HiRA's W0: Gaussian (seed {args.seed + 1})")
-    print(f"{'method':<6} {'ranks':<9} {'rel. error':>10}  {'solver':<6} {'iters':>5} {'seconds':>7}")
+    iterative = {k: v for k, v in (("max_iter", args.max_iter), ("rtol", args.rtol)) if v is not None}
+    ranks = {"lora": args.rank, "hira": args.rank, "abba": (r1, r2)}
+    fits = [fit(target, m, ranks[m], base=base if m == "hira" else None, seed=None if m == "lora" else args.seed,
+                **common, **({} if m == "lora" else iterative)) for m in methods]
+    budget = fits[0].num_params
+    print(f"target: {what}; budget {budget} parameters (LoRA rank {args.rank})")
+    if base is None and args.method is None:
+        print("HiRA skipped: it needs the pretrained weight W0 (--base FILE)")
+    print(f"{'method':<6} {'ranks':<9} {'rel. error':>10}  {'status':<9} {'solver':<6} {'iters':>5} {'seconds':>7}")
     for f in fits:
-        ranks = ",".join(map(str, f.ranks))
-        print(f"{f.method:<6} {ranks:<9} {f.error:>10.5f}  {f.solver:<6} {f.iterations:>5} {f.seconds:>7.2f}")
-    b = fits[2].bracket
-    print(f"ABBA bracket: SVD at rank {min(r1 * r2, args.size, n)} = {b.lower:.5f} <= ABBA <= "
-          f"LoRA at rank {max(r1, r2)} = {b.upper:.5f}; position {fits[2].bracket_position:.3f}")
+        ranks_text = ",".join(map(str, f.ranks))
+        print(f"{f.method:<6} {ranks_text:<9} {f.error:>10.5f}  {f.status:<9} {f.solver:<6} {f.iterations:>5} "
+              f"{f.seconds:>7.2f}")
+    for f in fits:
+        if f.status == "max_iter":
+            print(f"note: {f.method} stopped at the sweep limit ({f.iterations}) before its stopping rule was met; "
+                  "its error may still fall (raise --max-iter)")
+        elif f.status not in ("exact", "converged"):
+            print(f"note: {f.method}: {f.message}")
+    abba = next((f for f in fits if f.method == "abba"), None)
+    if abba is not None and abba.bracket is not None:
+        m, n = target.shape[-2:]
+        b = abba.bracket
+        print(f"ABBA bracket: SVD at rank {min(r1 * r2, m, n)} = {b.lower:.5f} <= ABBA <= "
+              f"LoRA at rank {max(r1, r2)} = {b.upper:.5f}; position {abba.bracket_position:.3f}")
     return 0
 
 
@@ -46,6 +92,8 @@ def _inspect_command(args: argparse.Namespace) -> int:
     """Print one row per layer of a checkpoint pair: size and rank of ΔW, LoRA's error at a few ranks."""
     from .deltas import from_checkpoints, summarize
 
+    compile_pattern(args.include, "--include")
+    compile_pattern(args.exclude, "--exclude")
     pairs = from_checkpoints(args.base, args.finetuned, include=args.include, exclude=args.exclude,
                              allow_dtype_mismatch=args.allow_dtype_mismatch)
     print(pairs.report())
@@ -66,6 +114,8 @@ def _sweep_command(args: argparse.Namespace) -> int:
     """Fit LoRA / HiRA / ABBA to every selected layer of a checkpoint pair; one tidy row per fit."""
     from .experiments import parse, run
 
+    compile_pattern(args.include, "--include")
+    compile_pattern(args.exclude, "--exclude")
     target = {"kind": "checkpoint", "base": args.base}
     target.update({k: v for k, v in (("finetuned", args.finetuned), ("include", args.include),
                                      ("exclude", args.exclude)) if v})
@@ -108,30 +158,43 @@ def _reproduce_command(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     studies = ["main", "inits"] if args.study == "all" else [args.study]
+    start = time.perf_counter()
     summary = reproduce(args.out, work_dir=args.work_dir, quick=args.quick, studies=studies,
                         progress=not args.no_progress)
     print(summary.read_text())
-    print(f"figures and tables written to {summary.parent}/")
+    print(f"figures and tables written to {summary.parent}/ in {time.perf_counter() - start:.0f} s")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="abba-analysis", description="Expressivity of LoRA, HiRA and ABBA updates.")
+    parser = argparse.ArgumentParser(prog="abba-analysis", description="Expressivity of LoRA, HiRA and ABBA updates.",
+                                     allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("fit", help=_fit_command.__doc__, description=_fit_command.__doc__)
-    p.add_argument("--kind", default="orthogonal", choices=sorted(targets.KINDS), help="target kind")
-    p.add_argument("--size", type=int, default=256, help="rows m (and columns, unless --n)")
-    p.add_argument("--n", type=int, default=None, help="columns n")
+    p = sub.add_parser("fit", help=_fit_command.__doc__, description=_fit_command.__doc__, allow_abbrev=False)
+    p.add_argument("--target", default=None, metavar="FILE",
+                   help="fit this matrix: .npy, .pt/.pth (weights_only) or .safetensors (default: a generated one)")
+    p.add_argument("--tensor", default=None, metavar="NAME", help="which tensor of a --target holding several")
+    p.add_argument("--base", default=None, metavar="FILE", help="HiRA's pretrained weight W0, same forms as --target")
+    p.add_argument("--base-tensor", default=None, metavar="NAME", help="which tensor of a --base holding several")
+    p.add_argument("--method", nargs="+", default=None, choices=METHODS,
+                   help="methods to fit (default: all three; HiRA only with a W0)")
+    p.add_argument("--kind", default="orthogonal", choices=sorted(targets.KINDS), help="generated target's kind")
+    p.add_argument("--size", type=int, default=256, help="generated target's rows m (and columns, unless --n)")
+    p.add_argument("--n", type=int, default=None, help="generated target's columns n")
+    p.add_argument("--target-rank", type=int, default=32, help="rank of a generated low_rank target")
     p.add_argument("--rank", type=int, default=24, help="LoRA/HiRA rank; ABBA gets the same budget")
-    p.add_argument("--target-rank", type=int, default=32, help="rank of a low_rank target")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-iter", type=int, default=None, help="sweep limit of HiRA and ABBA (default: the solver's)")
+    p.add_argument("--rtol", type=float, default=None, help="stopping rule of HiRA and ABBA (default: the solver's)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of each CPU fit (default: chosen by size; see abba_analysis.threads)")
     p.set_defaults(handler=_fit_command)
 
-    p = sub.add_parser("inspect", help=_inspect_command.__doc__, description=_inspect_command.__doc__)
+    p = sub.add_parser("inspect", help=_inspect_command.__doc__, description=_inspect_command.__doc__,
+                       allow_abbrev=False)
     p.add_argument("base", help="base checkpoint: .safetensors/.bin file, model directory or hub id")
     p.add_argument("finetuned", help="fine-tuned checkpoint, same forms")
     p.add_argument("--include", default=None, help="regex on tensor names to keep")
@@ -141,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_inspect_command)
 
     p = sub.add_parser("sweep", aliases=["sweep-model"], help=_sweep_command.__doc__,
-                       description=_sweep_command.__doc__)
+                       description=_sweep_command.__doc__, allow_abbrev=False)
     p.add_argument("base", help="base checkpoint: file, model directory, hub id, or 'minilm'")
     p.add_argument("finetuned", nargs="?", default=None,
                    help="fine-tuned checkpoint (targets are the deltas); omit to fit the base's own weights")
@@ -164,12 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_sweep_command)
 
-    p = sub.add_parser("reproduce", help=_reproduce_command.__doc__, description=_reproduce_command.__doc__)
+    p = sub.add_parser("reproduce", help=_reproduce_command.__doc__, description=_reproduce_command.__doc__,
+                       allow_abbrev=False)
     p.add_argument("--quick", action="store_true", help="small sizes (under 2 minutes), for CI and smoke tests")
     p.add_argument("--study", choices=["all", "main", "inits"], default="all",
                    help="main: Fig. 2, solver convergence and real weights; inits: initialization studies")
-    p.add_argument("--out", default="figures", help="where figures, tables and summary.md go")
     p.add_argument("--work-dir", default="results", help="where runs keep their journals (resumable)")
+    p.add_argument("--out", default=None, help="where figures, tables and summary.md go (default: WORK_DIR/figures)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=_reproduce_command)
     return parser
@@ -180,9 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, TypeError, ImportError) as error:
-        print(f"abba-analysis: error: {error}", file=sys.stderr)
+    except (ValueError, TypeError, ImportError, OSError) as error:  # user errors: one line, no traceback
+        message = " ".join(str(error).split("\n"))
+        print(f"abba-analysis: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("abba-analysis: interrupted (finished work of a sweep or reproduce is kept; rerun to resume)",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ plotting lives in :mod:`abba_analysis.plotting`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Iterable, Mapping, Sequence
@@ -118,6 +119,7 @@ def fit_quality(
     checkpoints: Sequence[int] = (50, 200),
     threshold: float | Mapping[str, float] | None = None,
     solver: str = "adam",
+    progress: bool = False,
     **solver_options,
 ) -> pd.DataFrame:
     """Fit every target from every scheme and seed; record how fast and how far each gets.
@@ -136,6 +138,8 @@ def fit_quality(
         a mapping gives one threshold per target.
     solver : str
         Default ``"adam"`` (initialization matters most to gradient training).
+    progress : bool
+        Show a progress bar over the fits.
     **solver_options
         Passed to :func:`abba_analysis.fit` (e.g. ``steps``, ``lr``).
 
@@ -144,24 +148,28 @@ def fit_quality(
     DataFrame with one row per (target, scheme, seed): ``target``, ``scheme``, ``seed``,
     ``start_error``, ``error_at_<k>``, ``final_error``, ``seconds``, ``seconds_to_threshold``.
     """
+    from tqdm.auto import tqdm
+
     rows = []
-    for target_name, (target, base) in targets.items():
-        for scheme in schemes:
-            for seed in seeds:
-                stamps = []
-                start = time.perf_counter()
-                result = fit(target, "abba", ranks, base=base, solver=solver, init=scheme, seed=seed,
-                             bracket=False, callback=lambda *_: stamps.append(time.perf_counter() - start),
-                             **solver_options)
-                h = result.history
-                row = {"target": target_name, "scheme": scheme, "seed": seed, "start_error": float(h[0])}
-                for k in checkpoints:
-                    row[f"error_at_{k}"] = float(h[min(k, len(h) - 1)])
-                row["final_error"] = result.error
-                row["seconds"] = result.seconds
-                if threshold is not None:
-                    level = threshold[target_name] if isinstance(threshold, Mapping) else threshold
-                    hit = np.nonzero(h[1:] <= level)[0]
-                    row["seconds_to_threshold"] = float(stamps[hit[0]]) if hit.size else float("inf")
-                rows.append(row)
+    schemes = list(schemes)
+    with tqdm(total=len(targets) * len(schemes) * len(seeds), desc="init schemes", unit="fit",
+              disable=not progress) as bar:
+        for (target_name, (target, base)), scheme, seed in itertools.product(targets.items(), schemes, seeds):
+            stamps = []
+            start = time.perf_counter()
+            result = fit(target, "abba", ranks, base=base, solver=solver, init=scheme, seed=seed,
+                         bracket=False, callback=lambda *_: stamps.append(time.perf_counter() - start),
+                         **solver_options)
+            h = result.history
+            row = {"target": target_name, "scheme": scheme, "seed": seed, "start_error": float(h[0])}
+            for k in checkpoints:
+                row[f"error_at_{k}"] = float(h[min(k, len(h) - 1)])
+            row["final_error"] = result.error
+            row["seconds"] = result.seconds
+            if threshold is not None:
+                level = threshold[target_name] if isinstance(threshold, Mapping) else threshold
+                hit = np.nonzero(h[1:] <= level)[0]
+                row["seconds_to_threshold"] = float(stamps[hit[0]]) if hit.size else float("inf")
+            rows.append(row)
+            bar.update(1)
     return pd.DataFrame(rows)

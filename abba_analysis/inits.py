@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ._validation import SeedLike, as_generator
+from ._validation import SeedLike, as_generator, resolve_device
 from .linalg import gram_truncated_svd, randomized_svd, split_factors, truncated_svd
 from .parameterizations import get_method
 
@@ -123,7 +123,7 @@ def initialize(
         raise ValueError(f"alpha must be a positive number, got {alpha!r}")
     factors = scheme.function(
         tuple(shape), tuple(ranks), target=target, base=base, alpha=alpha, rng=as_generator(seed),
-        dtype=dtype, device=torch.device(device),
+        dtype=dtype, device=resolve_device(device),
     )
     expected = get_method(method).factor_shapes(tuple(shape), tuple(ranks))
     # Schemes shared by several methods name LoRA-style factors B, A; ABBA's are B1, A1, B2, A2.

@@ -1,6 +1,7 @@
 """The project's main job: rerun the paper's expressivity experiments and draw every figure.
 
-``reproduce()`` (CLI: ``abba-analysis reproduce``) runs, resumably, into ``work_dir``:
+``reproduce()`` (CLI: ``abba-analysis reproduce``) runs, resumably, into ``work_dir`` (default
+``results/``):
 
 - ``main``: the Fig. 2 experiment (four random target kinds, LoRA / HiRA / ABBA at equal budgets,
   three seeds), a solver-convergence experiment (exact block-coordinate vs Adam), and a real-weight
@@ -8,14 +9,17 @@
   of a generated MLP checkpoint pair;
 - ``inits``: the initialization studies (step-0 gradient flow, the scaling law, fit quality by scheme).
 
-Figures (PNG and SVG), the tidy tables (CSV) and ``summary.md`` go to ``out_dir``.
+Figures (PNG and SVG), the tidy tables (CSV) and ``summary.md`` go to ``out_dir`` (default
+``results/figures/``). Those tables carry no timing columns, so a rerun on the same machine and
+versions writes the same numbers; times stay in the run directories' own tables.
+``scripts/refresh_figures.sh`` writes them to the repository's ``figures/`` (a maintainers' step).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -23,9 +27,13 @@ import numpy as np
 import pandas as pd
 
 from . import experiments, init_study, inits, metrics
-from .deltas import minilm_available, minilm_path
+from .deltas import minilm_available
+from .deltas.checkpoint import MINILM
 
 STUDIES = ("main", "inits")
+STAGES = {"main": 3, "inits": 3}
+# Columns that change from run to run on the same machine; dropped from the tables written to out_dir.
+TIMING_COLUMNS = ("seconds", "seconds_to_threshold")
 
 # The paper's Fig. 2 at r = 72, read off the figure (ABBA, LoRA).
 PAPER_R72 = {"orthogonal": (0.42, 0.95), "low_rank": (0.26, 0.44), "sparse": (0.18, 0.72), "gaussian": (0.12, 0.19)}
@@ -48,11 +56,33 @@ def _save(fig, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` without its timing columns (they change on every run; the run directory keeps them)."""
+    frame.drop(columns=[c for c in TIMING_COLUMNS if c in frame.columns]).to_csv(path, index=False)
+
+
 def _copy_tables(run_dir: Path, out_dir: Path, prefix: str) -> None:
     for name in ("results.csv", "spectra.csv", "histories.csv"):
         src = run_dir / name
         if src.exists() and src.stat().st_size > 1:
-            shutil.copyfile(src, out_dir / f"{prefix}_{name}")
+            _write_table(pd.read_csv(src), out_dir / f"{prefix}_{name}")
+
+
+class _Stages:
+    """Numbered stage headings, each closed with its time, so a long run says where it is."""
+
+    def __init__(self, total: int, show: bool):
+        self.total, self.show, self.count = total, show, 0
+
+    @contextmanager
+    def __call__(self, title: str):
+        self.count += 1
+        if self.show:
+            print(f"[{self.count}/{self.total}] {title}", flush=True)
+        start = time.perf_counter()
+        yield
+        if self.show:
+            print(f"[{self.count}/{self.total}] done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def real_weight_source(work_dir: Path, quick: bool) -> tuple[str, str, str, str]:
@@ -66,7 +96,7 @@ def real_weight_source(work_dir: Path, quick: bool) -> tuple[str, str, str, str]
             if not (tuned_dir / "model.safetensors").exists():
                 finetune_minilm(tuned_dir, steps=steps)
             layers = "0" if quick else "0|5"
-            return "all-MiniLM-L6-v2 (fine-tuned)", str(minilm_path()), str(tuned_dir), MINILM_LAYERS.format(layers=layers)
+            return "all-MiniLM-L6-v2 (fine-tuned)", MINILM, str(tuned_dir), MINILM_LAYERS.format(layers=layers)
         except ImportError:
             pass
     from .deltas.synthetic import make_checkpoint_pair
@@ -117,12 +147,13 @@ def _real_summary(results: pd.DataFrame) -> pd.DataFrame:
     return table.round(3).reset_index()
 
 
-def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool) -> list[str]:
+def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: _Stages) -> list[str]:
     from . import plotting
 
     suffix = "-quick" if quick else ""
     lines = []
-    fig2 = experiments.run(experiments.builtin(f"fig2{suffix}"), work_dir / f"fig2{suffix}", progress=progress)
+    with stage("Fig. 2: LoRA, HiRA and ABBA on four random target kinds"):
+        fig2 = experiments.run(experiments.builtin(f"fig2{suffix}"), work_dir / f"fig2{suffix}", progress=progress)
     _copy_tables(work_dir / f"fig2{suffix}", out_dir, "fig2")
     _save(plotting.error_vs_rank(fig2.results), out_dir, "fig2_reconstruction")
     _save(plotting.error_vs_params(fig2.results), out_dir, "fig2_params")
@@ -138,57 +169,78 @@ def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool) -> list
     lines += [f"## Matrix reconstruction (Fig. 2), mean ± s.d. over {fig2.results['seed'].nunique()} seeds",
               "", summary.to_markdown(index=False), ""]
 
-    conv = experiments.run(experiments.builtin(f"convergence{suffix}"), work_dir / f"convergence{suffix}",
-                           progress=progress)
+    with stage("solver convergence: exact block-coordinate against Adam"):
+        conv = experiments.run(experiments.builtin(f"convergence{suffix}"), work_dir / f"convergence{suffix}",
+                               progress=progress)
     _copy_tables(work_dir / f"convergence{suffix}", out_dir, "convergence")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
     plotting.convergence(conv.histories, x="iteration", ax=axes[0])
     plotting.convergence(conv.histories, x="seconds", ax=axes[1])
+    first = conv.results.iloc[0]
+    fig.suptitle(f"ABBA ({first.r1}, {first.r2}) on {first.target_kind} {first.m}x{first.n} targets, "
+                 f"{conv.results['seed'].nunique()} seeds: exact block-coordinate (als) against Adam", fontsize=10)
     _save(fig, out_dir, "solver_convergence")
-    c = conv.results.groupby("solver").agg(error=("error", "median"), seconds=("seconds", "median"),
+    c = conv.results.groupby("solver").agg(error=("error", "median"),
                                            iterations=("iterations", "median")).reset_index()
     lines += ["## Solver convergence (ABBA, Gaussian target, r1 = r2 = 8), medians over seeds", "",
-              c.to_markdown(index=False, floatfmt=".4f"), ""]
+              c.to_markdown(index=False, floatfmt=".4f"), "",
+              "Times: `solver_convergence.png` (right panel); benchmarks/RESULTS.md for measured speeds.", ""]
 
-    label, base, tuned, include = real_weight_source(work_dir, quick)
-    real_cfg = real_weight_config(base, tuned, include, quick)
-    real = experiments.run(real_cfg, work_dir / real_cfg.name, progress=progress)
+    with stage("real weight deltas: fine-tune (first run only), then fit each layer"):
+        label, base, tuned, include = real_weight_source(work_dir, quick)
+        real_cfg = real_weight_config(base, tuned, include, quick)
+        real = experiments.run(real_cfg, work_dir / real_cfg.name, progress=progress)
     _copy_tables(work_dir / real_cfg.name, out_dir, "real")
-    _save(plotting.layer_heatmap(real.results, relative_to_lora=True), out_dir, "real_weights_heatmap")
+    heatmap = plotting.layer_heatmap(real.results, relative_to_lora=True)
+    heatmap.axes[0].set_title(f"{label}: error / LoRA's error at the same budget (below 1: better)", fontsize=9)
+    _save(heatmap, out_dir, "real_weights_heatmap")
     lines += [f"## Real weight deltas: {label}, relative error, mean over layers", "",
               _real_summary(real.results).to_markdown(index=False), ""]
     return lines
 
 
-def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool) -> list[str]:
+def _real_query_delta(work_dir: Path, quick: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(ΔW, W0)`` of the fine-tuned MiniLM's layer-0 query weight, or None without the ``real`` extra."""
+    if not minilm_available():
+        return None
+    try:
+        _, base, tuned, _ = real_weight_source(work_dir, quick)
+    except ImportError:
+        return None
+    from .deltas import from_checkpoints
+
+    pair = next(iter(from_checkpoints(base, tuned, include=r"encoder\.layer\.0\.attention\.self\.query\.weight$")))
+    return pair.delta.numpy(), pair.base.numpy()
+
+
+def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: _Stages) -> list[str]:
     from . import plotting, targets
 
     lines = []
     size = 64 if quick else 128
     ranks = (4, 4)
-    real = None
-    if minilm_available():
-        try:
-            label, base, tuned, _ = real_weight_source(work_dir, quick)
-            from .deltas import from_checkpoints
-
-            pair = next(iter(from_checkpoints(base, tuned, include=r"encoder\.layer\.0\.attention\.self\.query\.weight$")))
-            real = (pair.delta.numpy(), pair.base.numpy())
-        except ImportError:
-            real = None
     W0 = targets.gaussian(size, seed=1)
-    flow_target, flow_base = real if real is not None else (targets.gaussian(size, seed=0), W0)
-    flow = init_study.gradient_flow(flow_target, (8, 8), base=flow_base, alpha=16.0, seed=0)
+    with stage("initialization: step-0 gradient flow"):
+        real = _real_query_delta(work_dir, quick)
+        flow_target, flow_base = real if real is not None else (targets.gaussian(size, seed=0), W0)
+        flow = init_study.gradient_flow(flow_target, (8, 8), base=flow_base, alpha=16.0, seed=0)
     flow.to_csv(out_dir / "inits_gradient_flow.csv", index=False)
-    _save(plotting.gradient_flow(flow), out_dir, "inits_gradient_flow")
+    figure = plotting.gradient_flow(flow)
+    figure.axes[0].set_title(f"Step-0 gradients of ABBA (8, 8), α = 16, on "
+                             f"{'a MiniLM query delta' if real is not None else 'a Gaussian target'}, by init scheme",
+                             fontsize=9)
+    _save(figure, out_dir, "inits_gradient_flow")
     trains = flow.groupby("scheme")["trains"].first()
     lines += ["## Initialization: step-0 gradient flow (r1 = r2 = 8, α = 16)", "",
               f"Schemes that never train (all gradients exactly zero): {sorted(trains[~trains].index)}.", ""]
 
-    moments = init_study.scaling_moments((1, 4, 16, 64) if quick else (1, 4, 16, 64, 256, 1024),
-                                         size=(128, 128) if quick else (256, 256), draws=4 if quick else 8, seed=0)
+    with stage("initialization: the scaling law of Theorem 2"):
+        moments = init_study.scaling_moments((1, 4, 16, 64) if quick else (1, 4, 16, 64, 256, 1024),
+                                             size=(128, 128) if quick else (256, 256), draws=4 if quick else 8, seed=0)
     moments.to_csv(out_dir / "inits_scaling.csv", index=False)
-    _save(plotting.scaling_moments(moments), out_dir, "inits_scaling")
+    figure = plotting.scaling_moments(moments)
+    figure.axes[0].set_title("Theorem 2: output second moment against r1 r2, by scale law", fontsize=9)
+    _save(figure, out_dir, "inits_scaling")
     slopes = {name: np.polyfit(np.log(p.r1r2), np.log(p.forward), 1)[0] for name, p in moments.groupby("scale")}
     lines += ["## Initialization: scaling law (Thm 2), log-log slope of E[y²] against r1 r2", "",
               pd.DataFrame({"scale": list(slopes), "measured slope": [f"{v:.3f}" for v in slopes.values()],
@@ -201,12 +253,20 @@ def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool) -> lis
     if real is not None:
         quality_targets["MiniLM q delta"] = real
     thresholds = {k: metrics.truncated_svd_error(t, sum(ranks)) for k, (t, _) in quality_targets.items()}
-    quality = init_study.fit_quality(quality_targets, ranks, inits.names("abba"), seeds=(0, 1) if quick else (0, 1, 2),
-                                     checkpoints=(50, 200), threshold=thresholds, steps=100 if quick else 500)
-    quality.to_csv(out_dir / "inits_quality.csv", index=False)
-    _save(plotting.init_quality(quality, value="final_error"), out_dir, "inits_quality")
+    steps = 100 if quick else 500
+    with stage("initialization: Adam fits from every scheme"):
+        quality = init_study.fit_quality(quality_targets, ranks, inits.names("abba"),
+                                         seeds=(0, 1) if quick else (0, 1, 2), checkpoints=(50, 200),
+                                         threshold=thresholds, steps=steps, progress=progress)
+    # Whether a fit reached LoRA's error is kept; when it did (seconds_to_threshold) is a timing.
+    quality["reached_lora"] = np.isfinite(quality["seconds_to_threshold"])
+    _write_table(quality, out_dir / "inits_quality.csv")
+    figure = plotting.init_quality(quality, value="final_error")
+    figure.axes[0].set_title(f"ABBA ({ranks[0]}, {ranks[1]}) fitted by Adam ({steps} steps) from each init scheme: "
+                             f"final error, mean ± s.d. over {quality['seed'].nunique()} seeds", fontsize=9)
+    _save(figure, out_dir, "inits_quality")
     table = quality.groupby("scheme").agg(final=("final_error", "mean"), at_50=("error_at_50", "mean"),
-                                          beats_lora=("seconds_to_threshold", lambda s: int(np.isfinite(s).sum())),
+                                          beats_lora=("reached_lora", "sum"),
                                           fits=("seed", "size")).sort_values("final").reset_index()
     lines += [f"## Initialization: Adam fits by scheme (r1 = r2 = {ranks[0]}, {size}x{size} random targets"
               f"{' and a MiniLM delta' if real is not None else ''}), mean relative error", "",
@@ -216,16 +276,28 @@ def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool) -> lis
 
 
 def reproduce(
-    out_dir: str | os.PathLike = "figures",
+    out_dir: str | os.PathLike | None = None,
     *,
     work_dir: str | os.PathLike = "results",
     quick: bool = False,
     studies: Iterable[str] = STUDIES,
     progress: bool = True,
 ) -> Path:
-    """Run the studies, write figures, tables and ``summary.md`` to ``out_dir``; return its path.
+    """Run the studies; write figures, tables and ``summary.md`` to ``out_dir``; return the summary's path.
 
-    ``work_dir`` keeps each experiment's journal, so an interrupted run resumes where it stopped.
+    Parameters
+    ----------
+    out_dir : path, optional
+        Where figures (PNG, SVG), tables (CSV, without timing columns) and ``summary.md`` go;
+        default ``work_dir / "figures"``.
+    work_dir : path
+        Each experiment's run directory (journal and full tables) lives here, so an interrupted run
+        resumes where it stopped.
+    quick : bool
+        Small sizes (CI and smoke tests).
+    studies : iterable of {"main", "inits"}
+    progress : bool
+        Print a numbered heading per stage (with its time) and a progress bar per long stage.
     """
     import matplotlib
 
@@ -235,16 +307,16 @@ def reproduce(
     unknown = sorted(set(studies) - set(STUDIES))
     if unknown:
         raise ValueError(f"studies must be among {list(STUDIES)}, got {unknown}")
-    out, work = Path(out_dir), Path(work_dir)
+    work = Path(work_dir)
+    out = Path(out_dir) if out_dir is not None else work / "figures"
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    stage = _Stages(sum(STAGES[s] for s in studies), progress)
     lines = [f"# abba-analysis reproduce{' --quick' if quick else ''}", ""]
     if "main" in studies:
-        lines += run_main(out, work, quick, progress)
+        lines += run_main(out, work, quick, progress, stage)
     if "inits" in studies:
-        lines += run_inits(out, work, quick, progress)
-    lines.append(f"Total time: {time.perf_counter() - start:.0f} s.")
+        lines += run_inits(out, work, quick, progress, stage)
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
     return summary

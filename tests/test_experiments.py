@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -259,3 +260,57 @@ def test_batches_respect_size_memory_and_parallelism():
     assert max(len(b) for b in split) == 3  # 12 units per group, over 4 workers
     history = experiments.expand(experiments.load(SMALL))  # records histories: never batched
     assert all(len(b) == 1 for b in experiments.make_batches(history))
+
+
+def _mutations(rng, raw):
+    """Every (path, value) one-field mutation candidate of a parsed TOML table, drawn at random."""
+    pool = [float("nan"), float("inf"), -1, 0, 1, 2.5, 10**9, 10**18, "x", "", "(", True, [], [0], [10**9, 10**9],
+            [[1, 2]], {}, {"a": 1}, ["a"], [1.5, 2], None]
+
+    def paths(x, prefix=()):
+        if prefix:
+            yield prefix
+        children = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+        for key, value in children:
+            yield from paths(value, prefix + (key,))
+
+    candidates = list(paths(raw))
+    while True:
+        yield candidates[rng.integers(len(candidates))], pool[rng.integers(len(pool))]
+
+
+def test_fuzzed_configs_give_config_errors_or_valid_configs(monkeypatch):
+    import copy
+    import functools
+
+    raw = experiments.config.tomllib.loads(
+        (Path(experiments.__file__).parent / "configs" / "fig2-quick.toml").read_text())
+    # Parsing must not draw a target (a huge shape would allocate before any check could reject it).
+    for kind, generator in list(aa.targets.KINDS.items()):
+        monkeypatch.setitem(aa.targets.KINDS, kind, functools.wraps(generator)(
+            lambda *a, **k: pytest.fail("a target was drawn while parsing")))
+    outcomes = {"valid": 0, "error": 0}
+    rng = np.random.default_rng(27)
+    for (path, value), _ in zip(_mutations(rng, raw), range(400), strict=False):
+        mutated = copy.deepcopy(raw)
+        parent = mutated
+        for key in path[:-1]:
+            parent = parent[key]
+        if value is None:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+        try:
+            experiments.parse(mutated)
+            outcomes["valid"] += 1
+        except ConfigError as error:
+            assert "\n" not in str(error)
+            outcomes["error"] += 1
+    assert outcomes["valid"] > 10 and outcomes["error"] > 300
+
+
+def test_a_huge_shape_is_rejected_without_allocating():
+    with pytest.raises(ConfigError, match=r"targets\[0\]\.shape .* entries; at most"):
+        experiments.load(with_change(SMALL, "shape = [40, 32]", "shape = [1000000000, 1000]"))
+    cfg = experiments.load(with_change(SMALL, "shape = [40, 32]", "shape = [40000, 40000]"))  # parses, draws nothing
+    assert cfg.targets[0].shape == (40000, 40000)

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -173,3 +175,17 @@ def test_rank_bound_of_each_method():
     assert aa.fit(T, "lora", rank=4).rank_bound == 4
     assert aa.fit(T, "abba", rank=(3, 4), seed=0).rank_bound == 12
     assert aa.fit(T, "hira", rank=4, base=W0, seed=0, max_iter=5).rank_bound == 12  # rank(W0) r
+
+
+@pytest.mark.parametrize("device,message", [
+    ("cdua", "device 'cdua' is not a torch device; use 'cpu', 'cuda'"),
+    ("cuda:9", "device 'cuda:9' is not available"),
+    ("meta", "device 'meta' is not supported"),
+])
+def test_unavailable_devices_fail_up_front(device, message):
+    if device.startswith("cuda") and torch.cuda.device_count() > 9:
+        pytest.skip("this machine has that GPU")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        aa.fit(np.eye(4), "lora", 2, device=device)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        aa.fit(np.eye(4), "abba", (1, 1), device=device, init="abba-paper", solver="adam", steps=1)

@@ -66,3 +66,17 @@ def test_plot_errors_are_clear(tables):
         plotting.error_vs_rank(tables.results, ax=plt.subplots()[1])
     with pytest.raises(ValueError, match="x must be"):
         plotting.convergence(tables.histories, x="time")
+
+
+def test_relative_heatmap_leaves_out_lora_and_draws_without_warnings(tables, tmp_path):
+    import warnings
+
+    one_layer = tables.results[tables.results.target == tables.results.target.iloc[0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. "constrained_layout not applied" on a small heatmap
+        fig = plotting.layer_heatmap(one_layer, relative_to_lora=True)
+        fig.savefig(tmp_path / "h.png", bbox_inches="tight")
+    columns = [label.get_text() for label in fig.axes[0].get_xticklabels()]
+    assert columns and not any(c.startswith("LoRA") for c in columns)  # 1 by construction: not drawn
+    with pytest.raises(ValueError, match="needs HiRA or ABBA rows"):
+        plotting.layer_heatmap(one_layer[one_layer.method == "lora"], relative_to_lora=True)

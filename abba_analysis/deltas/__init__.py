@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from .checkpoint import Checkpoint, CheckpointError, TensorInfo
+from .matrix_file import load_matrix
 from .packaged import minilm_available, minilm_path
 from .summary import summarize
 from .pairs import DeltaPairs, LayerDelta, LayerWeight, from_checkpoints, from_peft_adapter, match_names, weights
 
 __all__ = [
     "Checkpoint", "CheckpointError", "DeltaPairs", "LayerDelta", "LayerWeight", "TensorInfo",
-    "from_checkpoints", "from_peft_adapter", "match_names", "minilm_available", "minilm_path", "summarize", "weights",
+    "from_checkpoints", "from_peft_adapter", "load_matrix", "match_names", "minilm_available", "minilm_path",
+    "summarize", "weights",
 ]

@@ -19,10 +19,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
+from .._validation import compile_pattern
+
+MINILM = "minilm"  # the shortcut for the packaged all-MiniLM-L6-v2 (abba_analysis.deltas.minilm_path)
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_INDEX = "pytorch_model.bin.index.json"
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin", "model.pt", "adapter_model.safetensors",
@@ -107,7 +110,8 @@ class Checkpoint:
 
     @classmethod
     def open(cls, source: "str | os.PathLike | Checkpoint") -> "Checkpoint":
-        """Open a file, a model directory or a hub id; check every file it needs exists and parses.
+        """Open a file, a model directory, a hub id or ``"minilm"`` (the packaged all-MiniLM-L6-v2, when no
+        such path exists); check every file it needs exists and parses.
 
         An already open :class:`Checkpoint` is returned as it is.
         """
@@ -115,10 +119,15 @@ class Checkpoint:
             return source
         path = Path(source)
         if not path.exists():
-            if isinstance(source, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not source.startswith("."):
+            if source == MINILM:
+                from .packaged import minilm_path
+
+                path = minilm_path()
+            elif isinstance(source, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", source) and not source.startswith("."):
                 path = _resolve_hub(source)
             else:
-                raise CheckpointError(f"checkpoint {path} does not exist")
+                raise CheckpointError(f"checkpoint {str(source)!r} does not exist (expected a file, a model directory, "
+                                      f"a hub id org/name or {MINILM!r})")
         files = cls._weight_files(path)
         infos: dict[str, TensorInfo] = {}
         torch_files: dict[Path, dict[str, torch.Tensor]] = {}
@@ -194,15 +203,34 @@ class Checkpoint:
                 raise CheckpointError(f"cannot read tensor {name!r} from {info.file}: {error}") from error
         return self._torch_files[info.file][name]
 
-    def matrices(self, include: str | None = None, exclude: str | None = None) -> list[str]:
-        """Names of the 2-D tensors whose names match ``include`` (regex search) and not ``exclude``."""
-        return [n for n in self.names() if len(self.infos[n].shape) == 2 and selected(n, include, exclude)]
+    def matrices(self, include: str | None = None, exclude: str | None = None, *, required: bool = False) -> list[str]:
+        """Names of the 2-D tensors whose names match ``include`` (regex search) and not ``exclude``.
+
+        Raises
+        ------
+        ValueError
+            If a pattern is not a valid regular expression (the message names it).
+        CheckpointError
+            With ``required``, if nothing is selected; the message shows some of the names there are.
+        """
+        keep = selector(include, exclude)
+        chosen = [n for n in self.names() if len(self.infos[n].shape) == 2 and keep(n)]
+        if required and not chosen:
+            matrices = [n for n in self.names() if len(self.infos[n].shape) == 2]
+            shown = ", ".join(matrices[:4]) + (f", ... ({len(matrices)} in all)" if len(matrices) > 4 else "")
+            raise CheckpointError(f"include={include!r} exclude={exclude!r} select no 2-D tensor of {self.path}; "
+                                  f"its 2-D tensors are {shown or 'none'}")
+        return chosen
 
 
-def selected(name: str, include: str | None, exclude: str | None) -> bool:
-    """Whether ``name`` matches ``include`` (if given) and not ``exclude`` (if given), by ``re.search``."""
-    return (include is None or re.search(include, name) is not None) and (
-        exclude is None or re.search(exclude, name) is None)
+def selector(include: str | None, exclude: str | None) -> Callable[[str], bool]:
+    """A test of whether a name matches ``include`` (if given) and not ``exclude`` (if given), by ``re.search``.
+
+    Both patterns are compiled at once, so a bad one fails here (``ValueError`` naming it), not at the
+    first name it meets.
+    """
+    inc, exc = compile_pattern(include, "include"), compile_pattern(exclude, "exclude")
+    return lambda name: (inc is None or inc.search(name) is not None) and (exc is None or exc.search(name) is None)
 
 
 def iter_matrices(checkpoint: Checkpoint, names: list[str], dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:

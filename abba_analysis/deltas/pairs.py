@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError, selected
+from .checkpoint import Checkpoint, CheckpointError, selector
 
 PEFT_PREFIX = "base_model.model."
 # Prefixes that wrap the same module tree in different saving code (HF models, PEFT wrappers).
@@ -170,6 +170,14 @@ def from_checkpoints(
         the tensor and both shapes; names present on one side only are listed in ``only_in_base`` /
         ``only_in_finetuned``.
 
+    Raises
+    ------
+    CheckpointError
+        At once, if a checkpoint is missing or unreadable, or if ``include`` / ``exclude`` select no
+        2-D tensor of ``base`` (the message lists some names there are).
+    ValueError
+        If a pattern is not a valid regular expression.
+
     Examples
     --------
     >>> pairs = from_checkpoints("base/", "tuned/", include=r"\\.(q|v)_proj\\.weight$")  # doctest: +SKIP
@@ -178,7 +186,7 @@ def from_checkpoints(
     """
     a, b = Checkpoint.open(base), Checkpoint.open(finetuned)
     mapping = match_names(a.names(), b.names())
-    chosen = a.matrices(include, exclude)
+    chosen = a.matrices(include, exclude, required=True)
     matched = set(mapping.values())
     only_tuned = [n for n in b.matrices(include, exclude) if n not in matched]
     pairs = DeltaPairs(
@@ -203,10 +211,14 @@ def weights(
     exclude: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Iterator[LayerWeight]:
-    """Stream a checkpoint's own 2-D weights (e.g. W0 as a target), one tensor at a time."""
+    """Stream a checkpoint's own 2-D weights (e.g. W0 as a target), one tensor at a time.
+
+    The checkpoint is opened and the selection checked at the call (``CheckpointError`` as in
+    :func:`from_checkpoints`); tensors are read as the iterator is consumed.
+    """
     checkpoint = Checkpoint.open(path)
-    for name in checkpoint.matrices(include, exclude):
-        yield LayerWeight(name, checkpoint.load(name).to(dtype))
+    names = checkpoint.matrices(include, exclude, required=True)
+    return (LayerWeight(name, checkpoint.load(name).to(dtype)) for name in names)
 
 
 @dataclass(frozen=True)
@@ -277,19 +289,31 @@ def from_peft_adapter(
     -----
     ``s = lora_alpha / r`` (rsLoRA: ``/ sqrt(r)``) with ``rank_pattern`` / ``alpha_pattern``
     overrides; ``fan_in_fan_out`` adapters (GPT-2's Conv1D) are transposed to ``(out, in)``.
+    The adapter (and ``base``) are opened and the selection checked at the call; updates are
+    computed as the iterator is consumed.
     """
     root = Path(adapter)
+    if not root.is_dir():
+        raise CheckpointError(f"adapter directory {root} does not exist")
     config = AdapterConfig.read(root / "adapter_config.json")
     checkpoint = Checkpoint.open(root)
     modules = sorted({n[: -len(".lora_A.weight")] for n in checkpoint.names() if n.endswith(".lora_A.weight")})
     if not modules:
         raise CheckpointError(f"{root}: no '*.lora_A.weight' tensors: not a LoRA adapter")
+    keep = selector(include, exclude)
+    chosen = [m for m in modules if keep(f"{m}.weight")]
+    if not chosen:
+        raise CheckpointError(f"include={include!r} exclude={exclude!r} select no module of adapter {root}; "
+                              f"its modules are {', '.join(modules[:4])}{', ...' if len(modules) > 4 else ''}")
     base_ckpt = Checkpoint.open(base) if base is not None else None
     mapping = match_names([f"{m}.weight" for m in modules], base_ckpt.names()) if base_ckpt else {}
+    return _adapter_deltas(root, config, checkpoint, chosen, base, base_ckpt, mapping, dtype)
+
+
+def _adapter_deltas(root: Path, config: AdapterConfig, checkpoint: Checkpoint, modules: list[str], base,
+                    base_ckpt: Checkpoint | None, mapping: dict[str, str], dtype: torch.dtype) -> Iterator[LayerDelta]:
     for module in modules:
         weight_name = f"{module}.weight"
-        if not selected(weight_name, include, exclude):
-            continue
         b_name = f"{module}.lora_B.weight"
         if b_name not in checkpoint:
             raise CheckpointError(f"{root}: {module}.lora_A.weight has no matching {b_name}")

@@ -18,10 +18,14 @@ def summarize(layer: LayerDelta, ranks: Sequence[int] = (4, 16, 64)) -> dict[str
     dict
         ``name``, ``shape``, ``relative_norm`` (``||ΔW||_F / ||W0||_F``, NaN without W0),
         ``numerical_rank`` (tolerance ``max(m, n) eps sigma_max`` in the delta's dtype),
-        ``effective_rank``, ``stable_rank`` and ``lora_error_r<k>`` for each rank k.
+        ``effective_rank``, ``stable_rank`` and ``lora_error_r<k>`` for each rank k. A zero update
+        (the layer did not change) has ranks 0 and NaN errors.
     """
     delta = layer.delta
     spectrum = metrics.singular_values(delta)
+    if spectrum[0] == 0:  # identical weights: ranks are 0 and relative errors undefined
+        return {"name": layer.name, "shape": tuple(delta.shape), "relative_norm": 0.0, "numerical_rank": 0,
+                "effective_rank": 0.0, "stable_rank": 0.0, **{f"lora_error_r{r}": float("nan") for r in ranks}}
     eps = torch.finfo(delta.dtype).eps
     row: dict[str, object] = {
         "name": layer.name,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,14 +55,12 @@ def _target_refs(config: Config) -> Iterator[tuple[TargetRef, bool]]:
             try:
                 checkpoint = _checkpoint(spec.base)
                 if spec.finetuned is None:
-                    names = checkpoint.matrices(spec.include, spec.exclude)
+                    names = checkpoint.matrices(spec.include, spec.exclude, required=True)
                 else:  # only tensors present, and of one shape, on both sides
                     names = from_checkpoints(checkpoint, _checkpoint(spec.finetuned), spec.include,
                                              exclude=spec.exclude).names
             except (CheckpointError, ImportError, ValueError) as error:
                 raise ConfigError(f"target checkpoint: {error}") from None
-            if not names:
-                raise ConfigError(f"target checkpoint {spec.base!r}: no 2-D tensor matches include={spec.include!r}")
             for name in names:
                 shape = checkpoint.infos[name].shape
                 yield TargetRef("checkpoint", (shape[0], shape[1]), checkpoint=spec.base, finetuned=spec.finetuned,
@@ -80,7 +79,7 @@ def expand(config: Config) -> list[WorkUnit]:
         for spec in config.methods:
             if spec.method == "hira" and not has_base:
                 raise ConfigError(f"HiRA needs a fine-tuned checkpoint to fit a delta; target {ref.tensor!r} "
-                                  "is a plain weight (add 'finetuned' or drop hira)")
+                                  "is a plain weight (give a fine-tuned checkpoint, or leave HiRA out)")
             rank_list = [(b, ranks_for(spec.method, b)) for b in spec.budgets] + [(sum(r), r) for r in spec.ranks]
             for budget, ranks in rank_list:
                 if max(ranks) > min(ref.shape):
@@ -206,6 +205,9 @@ def run(
     try:
         executor = executor or InProcess()
         work = make_batches(todo, max_size=64 if batch else 1, parallelism=getattr(executor, "parallelism", 1))
+        # A fixed shuffle spreads cheap (LoRA) and costly (HiRA, ABBA) fits over the run, so the bar's
+        # rate, and so its time estimate, holds from the start. Results do not depend on the order.
+        random.Random(0).shuffle(work)
         for records in executor.map_unordered(run_batch, work):
             for record in records:
                 key = record["row"]["key"]
@@ -216,8 +218,11 @@ def run(
                 bar.update(1)
     finally:
         bar.close()
-        keys = {u.key for u in units}
-        result = tables(r for r in read_journal(journal) if r["row"]["key"] in keys)
+        # Rows in the configuration's order, whatever order the fits finished in.
+        order = {u.key: i for i, u in enumerate(units)}
+        records = sorted((r for r in read_journal(journal) if r["row"]["key"] in order),
+                         key=lambda r: order[r["row"]["key"]])
+        result = tables(records)
         _write_atomic(result.results, out / RESULTS)
         _write_atomic(result.spectra, out / SPECTRA)
         _write_atomic(result.histories, out / HISTORIES)

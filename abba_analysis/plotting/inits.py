@@ -61,7 +61,7 @@ def init_quality(table: pd.DataFrame, *, value: str = "final_error", ax: plt.Axe
     axis.tick_params(axis="x", rotation=60, labelsize=7)
     for label in axis.get_xticklabels():
         label.set_ha("right")
-    axis.set_xlabel("")
+    axis.set_xlabel("init scheme (sorted by mean)")
     axis.set_ylabel(value.replace("_", " "))
     axis.grid(alpha=0.3, axis="y")
     axis.legend(frameon=False, fontsize=7)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import ScalarFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -124,20 +125,30 @@ def layer_heatmap(
 ) -> plt.Figure:
     """A layer × (method, budget) heatmap of ``value`` (mean over seeds), for real-weight targets.
 
-    With ``relative_to_lora`` the cells show ``error / lora_error`` (below 1: better than LoRA).
+    With ``relative_to_lora`` the cells show ``error / lora_error`` (below 1: better than LoRA), and
+    LoRA's own columns, 1 by construction, are left out.
     """
     require_columns(results, ["target", "method", "budget", value], "layer_heatmap")
     frame = results.copy()
     if relative_to_lora:
+        frame = frame[frame["method"] != "lora"].copy()
+        if frame.empty:
+            raise ValueError("layer_heatmap: relative_to_lora needs HiRA or ABBA rows; the table has LoRA only")
         frame[value] = frame[value] / frame["lora_error"]
     frame["column"] = frame["method"].map(lambda m: METHOD_LABELS.get(m, m)) + " r=" + frame["budget"].astype(str)
     table = frame.pivot_table(index="target", columns="column", values=value, aggfunc="mean")
     order = sorted(table.columns, key=lambda c: (c.split(" r=")[0], int(c.split(" r=")[1])))
     table = table[order]
     table.index = [name.removesuffix(".weight").replace("encoder.", "") for name in table.index]
-    fig, (axis,) = figure_and_axes(ax, width=1.0 + 0.55 * len(order), height=1.0 + 0.28 * len(table))
-    sns.heatmap(table, ax=axis, annot=len(table) * len(order) <= 400, fmt=".2f", cmap="viridis_r",
-                cbar_kws={"label": "error / LoRA error" if relative_to_lora else value}, annot_kws={"fontsize": 6})
+    # Room for the layer names (about 0.055 in per character at 7 pt), the colour bar and a title: a figure
+    # sized to the cells alone collapses under constrained layout when there are few of them.
+    label_width = 0.055 * max(len(name) for name in table.index)
+    fig, (axis,) = figure_and_axes(ax, width=label_width + 1.8 + 0.55 * len(order), height=1.6 + 0.28 * len(table))
+    # Relative to LoRA: a diverging map centred on 1, so better (blue) and worse (red) than LoRA read at a glance.
+    sns.heatmap(table, ax=axis, annot=len(table) * len(order) <= 400, fmt=".3f" if relative_to_lora else ".2f",
+                cmap="RdBu_r" if relative_to_lora else "viridis_r", center=1.0 if relative_to_lora else None,
+                cbar_kws={"label": "error / LoRA error" if relative_to_lora else value, "format": ScalarFormatter(useOffset=False)},
+                annot_kws={"fontsize": 6})
     axis.set_xlabel("")
     axis.set_ylabel("")
     axis.tick_params(labelsize=7)

@@ -250,7 +250,7 @@ def abba_paper_swapped(shape, ranks, *, target, base, alpha, rng, dtype, device)
 def sqrt_both(shape, ranks, *, target, base, alpha, rng, dtype, device) -> Factors:
     """Both pairs the top SVD of √W0: pair 1 its top r1 triplets, pair 2 its top r2.
 
-    ΔW ≈ s |W0| at the start (√W0 signed, see the module notes). Source: ABBA, Table 3, row 3
+    ΔW ≈ s ``|W0|`` at the start (√W0 signed, see the module notes). Source: ABBA, Table 3, row 3
     (GSM8K 64.53, MATH 16.57).
     """
     root = signed_sqrt(_w0(target, base))

@@ -94,6 +94,7 @@ def real_weight_source(work_dir: Path, quick: bool) -> tuple[str, str, str, str]
             steps = 3 if quick else 30
             tuned_dir = work_dir / f"minilm-finetuned-{steps}"
             if not (tuned_dir / "model.safetensors").exists():
+                print(f"fine-tuning all-MiniLM-L6-v2 for {steps} Adam steps into {tuned_dir}", flush=True)
                 finetune_minilm(tuned_dir, steps=steps)
             layers = "0" if quick else "0|5"
             return "all-MiniLM-L6-v2 (fine-tuned)", MINILM, str(tuned_dir), MINILM_LAYERS.format(layers=layers)
@@ -103,6 +104,7 @@ def real_weight_source(work_dir: Path, quick: bool) -> tuple[str, str, str, str]
 
     pair_dir = work_dir / ("synthetic-mlp-quick" if quick else "synthetic-mlp")
     if not (pair_dir / "finetuned" / "model.safetensors").exists():
+        print(f"training and fine-tuning a generated MLP into {pair_dir}", flush=True)
         sizes = (64, 128, 64) if quick else (256, 512, 512, 256)
         make_checkpoint_pair(pair_dir, sizes=sizes, pretrain_steps=50 if quick else 300,
                              finetune_steps=20 if quick else 100)

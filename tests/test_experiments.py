@@ -314,3 +314,20 @@ def test_a_huge_shape_is_rejected_without_allocating():
         experiments.load(with_change(SMALL, "shape = [40, 32]", "shape = [1000000000, 1000]"))
     cfg = experiments.load(with_change(SMALL, "shape = [40, 32]", "shape = [40000, 40000]"))  # parses, draws nothing
     assert cfg.targets[0].shape == (40000, 40000)
+
+
+def test_estimated_costs_order_fits_as_their_work_does():
+    units = {(u.method, u.budget): u for u in experiments.expand(experiments.builtin("fig2"))}
+    cost = {k: u.estimated_cost for k, u in units.items()}
+    assert cost[("lora", 72)] < cost[("hira", 8)] < cost[("hira", 72)]
+    assert cost[("abba", 8)] < cost[("abba", 40)] < cost[("abba", 72)]
+    conv = {u.solver: u.estimated_cost for u in experiments.expand(experiments.builtin("convergence"))}
+    assert conv["adam"] > conv["als"]  # 3000 Adam steps against a few dozen sweeps
+
+
+def test_progress_bar_counts_fits_and_ends_at_100_percent(tmp_path, capsys):
+    cfg = experiments.load(SMALL)
+    experiments.run(cfg, tmp_path, progress=True)
+    err = capsys.readouterr().err
+    n = len(experiments.expand(cfg))
+    assert "100%" in err and f"{n}/{n} fits" in err

@@ -201,12 +201,21 @@ def run(
     _end_with_newline(journal)
     done = {rec["row"]["key"] for rec in read_journal(journal)}
     todo = [u for u in units if u.key not in done]
-    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc=config.name, unit="fit", disable=not progress)
+    # The bar advances by each fit's estimated cost, not by fits: fits of one experiment differ in cost
+    # by 100x, and a bar over fits let its time estimate swing by as much. Its rate is the average since
+    # the start (smoothing=0), over batches in a fixed shuffled order (below).
+    cost = {u.key: u.estimated_cost for u in units}
+    total = sum(cost.values())
+    bar = tqdm(total=100.0, initial=100.0 * sum(cost[k] for k in done if k in cost) / total, desc=config.name,
+               disable=not progress, smoothing=0,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+    finished = len(units) - len(todo)
+    bar.set_postfix_str(f"{finished}/{len(units)} fits", refresh=False)
     try:
         executor = executor or InProcess()
         work = make_batches(todo, max_size=64 if batch else 1, parallelism=getattr(executor, "parallelism", 1))
-        # A fixed shuffle spreads cheap (LoRA) and costly (HiRA, ABBA) fits over the run, so the bar's
-        # rate, and so its time estimate, holds from the start. Results do not depend on the order.
+        # A fixed shuffle spreads cheap and costly fits over the run, so the errors of the cost estimates
+        # average out from the start. Results do not depend on the order.
         random.Random(0).shuffle(work)
         for records in executor.map_unordered(run_batch, work):
             for record in records:
@@ -215,7 +224,9 @@ def run(
                     continue
                 _append(journal, record)
                 done.add(key)
-                bar.update(1)
+                finished += 1
+                bar.set_postfix_str(f"{finished}/{len(units)} fits", refresh=False)
+                bar.update(100.0 * cost[key] / total)
     finally:
         bar.close()
         # Rows in the configuration's order, whatever order the fits finished in.

@@ -157,8 +157,15 @@ def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: 
     with stage("Fig. 2: LoRA, HiRA and ABBA on four random target kinds"):
         fig2 = experiments.run(experiments.builtin(f"fig2{suffix}"), work_dir / f"fig2{suffix}", progress=progress)
     _copy_tables(work_dir / f"fig2{suffix}", out_dir, "fig2")
-    _save(plotting.error_vs_rank(fig2.results), out_dir, "fig2_reconstruction")
-    _save(plotting.error_vs_params(fig2.results), out_dir, "fig2_params")
+    first = fig2.results.iloc[0]
+    about = f"{first.m}x{first.n} targets, {fig2.results['seed'].nunique()} seeds"
+    figure = plotting.error_vs_rank(fig2.results)
+    figure.suptitle(f"Fig. 2: relative error at equal budgets, {about} (mean ± s.d.); grey: ABBA's bracket",
+                    fontsize=10)
+    _save(figure, out_dir, "fig2_reconstruction")
+    figure = plotting.error_vs_params(fig2.results)
+    figure.axes[0].set_title(f"Error against trainable parameters, {about} (mean)", fontsize=9)
+    _save(figure, out_dir, "fig2_params")
     import matplotlib.pyplot as plt
 
     kinds = list(dict.fromkeys(fig2.results["target_kind"]))

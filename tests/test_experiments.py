@@ -331,3 +331,12 @@ def test_progress_bar_counts_fits_and_ends_at_100_percent(tmp_path, capsys):
     err = capsys.readouterr().err
     n = len(experiments.expand(cfg))
     assert "100%" in err and f"{n}/{n} fits" in err
+
+
+def test_time_left_waits_for_five_percent_then_extrapolates_the_average_rate():
+    from abba_analysis.experiments.runner import _time_left
+
+    assert _time_left(30.0, 0.04, 1.0) == "estimating the time left"
+    assert _time_left(60.0, 0.5, 1.0) == "about 60 s left"
+    assert _time_left(600.0, 0.5, 1.0) == "about 10 min left"
+    assert _time_left(60.0, 0.25, 0.5) == "about 60 s left"  # a resumed run: half the work was already done

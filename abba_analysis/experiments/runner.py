@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,6 +168,14 @@ def tables(records: Iterable[dict[str, Any]]) -> Results:
     return Results(pd.DataFrame(rows), pd.DataFrame(spectra), pd.DataFrame(histories))
 
 
+def _time_left(elapsed: float, done: float, todo: float) -> str:
+    """``"about N min left"`` from the average rate so far, once 5% of this session's work is done."""
+    if done < 0.05 * todo:
+        return "estimating the time left"
+    seconds = elapsed * (todo - done) / done
+    return f"about {seconds / 60:.0f} min left" if seconds >= 90 else f"about {seconds:.0f} s left"
+
+
 def run(
     config: Config,
     out_dir: str | os.PathLike,
@@ -202,15 +211,18 @@ def run(
     done = {rec["row"]["key"] for rec in read_journal(journal)}
     todo = [u for u in units if u.key not in done]
     # The bar advances by each fit's estimated cost, not by fits: fits of one experiment differ in cost
-    # by 100x, and a bar over fits let its time estimate swing by as much. Its rate is the average since
-    # the start (smoothing=0), over batches in a fixed shuffled order (below).
+    # by 100x, and a bar over fits let its time estimate swing by as much. The estimate is the average
+    # rate since the start, over batches in a fixed shuffled order (below), shown from 5% on: before,
+    # start-up costs outside the model (building targets, first calls) dominate it.
     cost = {u.key: u.estimated_cost for u in units}
     total = sum(cost.values())
-    bar = tqdm(total=100.0, initial=100.0 * sum(cost[k] for k in done if k in cost) / total, desc=config.name,
-               disable=not progress, smoothing=0,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
     finished = len(units) - len(todo)
-    bar.set_postfix_str(f"{finished}/{len(units)} fits", refresh=False)
+    already = sum(cost[k] for k in done if k in cost) / total
+    bar = tqdm(total=100.0, initial=100.0 * already,
+               desc=f"{config.name} ({finished}/{len(units)} fits)", disable=not progress,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
+               postfix="estimating the time left" if todo else "all fits already in the journal")
+    started, share = time.perf_counter(), 0.0
     try:
         executor = executor or InProcess()
         work = make_batches(todo, max_size=64 if batch else 1, parallelism=getattr(executor, "parallelism", 1))
@@ -225,8 +237,11 @@ def run(
                 _append(journal, record)
                 done.add(key)
                 finished += 1
-                bar.set_postfix_str(f"{finished}/{len(units)} fits", refresh=False)
-                bar.update(100.0 * cost[key] / total)
+                share += cost[key] / total
+                bar.set_description_str(f"{config.name} ({finished}/{len(units)} fits)", refresh=False)
+                bar.set_postfix_str(_time_left(time.perf_counter() - started, share, 1.0 - already),
+                                    refresh=False)
+                bar.update(min(100.0 * cost[key] / total, 100.0 - bar.n))  # sums of floats overshoot
     finally:
         bar.close()
         # Rows in the configuration's order, whatever order the fits finished in.

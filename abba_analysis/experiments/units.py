@@ -29,9 +29,9 @@ from ..solvers import get_solver, make_options
 from ..threads import iteration_work
 
 HIRA_BASE_SEED_OFFSET = 10_000
-# Sweeps a block-coordinate fit typically runs (HiRA 16-40, ABBA 37-156 on the Fig. 2 grid); only
-# progress estimates use it.
-TYPICAL_SWEEPS = 50
+# Sweeps a block-coordinate fit typically runs, for progress estimates only: medians over the Fig. 2
+# grid at 0.5.0 were HiRA 13-33 (up to 60), ABBA 40-160 (up to the limit of 200).
+TYPICAL_SWEEPS = {"hira": 35, "abba": 100}
 SPECTRUM_LENGTH = 256
 
 
@@ -86,13 +86,16 @@ class WorkUnit:
     def estimated_cost(self) -> float:
         """Roughly the multiply-adds of this fit, to weight progress (not to schedule): one iteration's
         work (:func:`abba_analysis.threads.iteration_work`) times Adam's ``steps``, or
-        :data:`TYPICAL_SWEEPS` for the block-coordinate solver (it stops on its own), or once for a
-        closed form. On the Fig. 2 grid it tracks measured times within about 2x, where fits of one
-        experiment differ by 100x."""
+        the method's :data:`TYPICAL_SWEEPS` for the block-coordinate solver (it stops on its own), or once for a
+        closed form; plus two SVDs' worth for what every fit does besides (the target's spectrum and
+        bracket, the error, the fit's spectrum). On the Fig. 2 grid it tracks measured times within
+        about 2x, where fits of one experiment differ by 100x."""
         solver = get_solver(self.solver, self.method)
         options = make_options(solver, dict(self.options))
-        iterations = options.steps if solver.name == "adam" else TYPICAL_SWEEPS if solver.iterative else 1
-        return float(iteration_work(solver.name, 1, self.target.shape, self.ranks) * iterations)
+        iterations = (options.steps if solver.name == "adam" else TYPICAL_SWEEPS[self.method] if solver.iterative
+                      else 1)
+        m, n = self.target.shape
+        return float(iteration_work(solver.name, 1, (m, n), self.ranks) * iterations + 2 * m * n * min(m, n))
 
 
 def ranks_for(method: str, budget: int) -> tuple[int, ...]:

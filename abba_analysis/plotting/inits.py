@@ -64,5 +64,5 @@ def init_quality(table: pd.DataFrame, *, value: str = "final_error", ax: plt.Axe
     axis.set_xlabel("init scheme (sorted by mean)")
     axis.set_ylabel(value.replace("_", " "))
     axis.grid(alpha=0.3, axis="y")
-    axis.legend(frameon=False, fontsize=7)
+    axis.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside: covers no point
     return fig

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import EngFormatter, ScalarFormatter
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -19,6 +19,19 @@ from ._common import METHOD_COLORS, METHOD_LABELS, figure_and_axes, require_colu
 
 def _mean_sd(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return frame.groupby(x)[y].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+
+
+def _hidden_lines(lines: dict[str, pd.Series], tolerance: float = 0.005) -> str:
+    """A title note naming lines drawn within ``tolerance`` of a later one at every point (hidden under it)."""
+    names = list(lines)
+    hidden = []
+    for i, below in enumerate(names):
+        for above in names[i + 1:]:
+            gap = (lines[below] - lines[above]).abs().dropna()
+            if not gap.empty and gap.max() < tolerance:
+                hidden.append(f"{METHOD_LABELS.get(below, below)} under {METHOD_LABELS.get(above, above)}")
+                break
+    return f"\n({'; '.join(hidden)})" if hidden else ""
 
 
 def error_vs_rank(
@@ -33,7 +46,8 @@ def error_vs_rank(
     """Error against the LoRA-equivalent budget, one panel per target kind (the paper's Fig. 2).
 
     Lines are the mean over seeds with a ±1 s.d. band; with ``band`` the ABBA bracket (truncated SVD
-    at rank r1 r2 below, LoRA at rank max(r1, r2) above) is shaded in grey.
+    at rank r1 r2 below, LoRA at rank max(r1, r2) above) is shaded in grey. A panel's title names a
+    line that lies under another at every budget (within 0.005).
     """
     require_columns(results, ["target_kind", "method", "budget", "error", "lower_bound", "upper_bound"], "error_vs_rank")
     kinds = list(kinds) if kinds is not None else list(dict.fromkeys(results["target_kind"]))
@@ -50,6 +64,7 @@ def error_vs_rank(
                 power = 2 if squared else 1
                 axis.fill_between(lo["budget"], lo["mean"] ** power, hi["mean"] ** power, color="0.85",
                                   label="ABBA bracket")
+        drawn: dict[str, pd.Series] = {}
         for method in methods:
             part = sub[sub.method == method]
             if part.empty:
@@ -59,7 +74,8 @@ def error_vs_rank(
             axis.plot(stats["budget"], stats["mean"], "o-", ms=3, color=color, label=METHOD_LABELS.get(method, method))
             axis.fill_between(stats["budget"], stats["mean"] - stats["std"], stats["mean"] + stats["std"],
                               color=color, alpha=0.25, lw=0)
-        axis.set_title(kind.replace("_", "-"))
+            drawn[method] = stats.set_index("budget")["mean"]
+        axis.set_title(kind.replace("_", "-") + _hidden_lines(drawn), fontsize=10)
         axis.set_xlabel("rank r (ABBA: r1 = r2 = r/2)")
         axis.set_ylabel("relative error" + (" squared" if squared else ""))
         axis.grid(alpha=0.3)
@@ -76,11 +92,13 @@ def error_vs_params(results: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt
         stats = _mean_sd(part, "params", "error")
         axis.plot(stats["params"], stats["mean"], marker="o", ms=3, ls=styles[kind],
                   color=METHOD_COLORS.get(method), label=f"{METHOD_LABELS.get(method, method)}, {kind}")
-    axis.set_xscale("log")
+    span = results["params"].max() / results["params"].min()
+    axis.set_xscale("log" if span > 20 else "linear")  # a log axis shorter than ~1 decade has no useful ticks
+    axis.xaxis.set_major_formatter(EngFormatter(sep=""))
     axis.set_xlabel("trainable parameters")
     axis.set_ylabel("relative error")
     axis.grid(alpha=0.3, which="both")
-    axis.legend(frameon=False, fontsize=7, ncol=2)
+    axis.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside: covers no line
     return fig
 
 

@@ -13,7 +13,7 @@ True
 from __future__ import annotations
 
 from ._version import __version__
-from . import budget, deltas, experiments, inits, linalg, metrics, parameterizations, solvers, targets, threads
+from . import budget, deltas, experiments, export, inits, linalg, metrics, parameterizations, solvers, targets, threads
 from .fit import FitResult, fit
 from .parameterizations import abba_apply, abba_scale, khatri_rao_factors, lora_scale
 
@@ -25,6 +25,7 @@ __all__ = [
     "budget",
     "deltas",
     "experiments",
+    "export",
     "fit",
     "inits",
     "khatri_rao_factors",

@@ -248,8 +248,11 @@ def test_fan_in_fan_out_adapter_is_transposed(tmp_path):
         torch.testing.assert_close(d.delta, expected[d.name], rtol=1e-6, atol=1e-6)
 
 
-def test_adapter_written_by_peft(tmp_path):
+@pytest.mark.parametrize("kind", ["LoraConfig", "LoHaConfig", "HiraConfig"])
+def test_adapter_written_by_peft(tmp_path, kind):
     peft = pytest.importorskip("peft")
+    if not hasattr(peft, kind):
+        pytest.skip(f"this peft has no {kind}")
     torch.manual_seed(0)
 
     class Tiny(torch.nn.Module):
@@ -260,14 +263,26 @@ def test_adapter_written_by_peft(tmp_path):
 
     model = Tiny()
     save_file({k: v.detach().clone() for k, v in model.state_dict().items()}, str(tmp_path / "base.safetensors"))
-    config = peft.LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "up_proj"], use_rslora=True,
-                             init_lora_weights=False)  # random B, so that ΔW is non-zero
+    # Random factors everywhere, so that every ΔW is non-zero; patterns, so that scales differ per module.
+    modules = ["q_proj", "up_proj"]
+    config = {
+        "LoraConfig": lambda: peft.LoraConfig(r=4, lora_alpha=16, target_modules=modules, use_rslora=True,
+                                              init_lora_weights=False, rank_pattern={"up_proj": 2}),
+        "LoHaConfig": lambda: peft.LoHaConfig(r=4, alpha=6, target_modules=modules, init_weights=False,
+                                              rank_pattern={"up_proj": 3}, alpha_pattern={"q_proj": 2}),
+        "HiraConfig": lambda: peft.HiraConfig(r=4, target_modules=modules),
+    }[kind]()
     peft_model = peft.get_peft_model(model, config)
+    with torch.no_grad():  # HiRA starts at ΔW = 0 whatever its init flag: draw every adapter factor
+        for name, parameter in peft_model.named_parameters():
+            if parameter.requires_grad:
+                parameter.copy_(0.3 * torch.randn_like(parameter))
     peft_model.save_pretrained(str(tmp_path / "adapter"))
     merged = peft_model.merge_and_unload()
     deltas = {d.name: d for d in aa.deltas.from_peft_adapter(tmp_path / "adapter", base=tmp_path / "base.safetensors")}
     assert set(deltas) == {"q_proj.weight", "up_proj.weight"}
     for name, d in deltas.items():
+        assert d.delta.abs().max() > 1e-3  # a real update, not an adapter at its zero start
         torch.testing.assert_close(d.base + d.delta, merged.state_dict()[name], rtol=1e-5, atol=1e-6)
 
 
@@ -275,10 +290,10 @@ def test_not_an_adapter(tmp_path):
     (tmp_path / "a").mkdir()
     save_file({"w": torch.zeros(2, 2)}, str(tmp_path / "a" / "adapter_model.safetensors"))
     (tmp_path / "a" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2}))
-    with pytest.raises(CheckpointError, match="not a LoRA adapter"):
+    with pytest.raises(CheckpointError, match="not a LORA adapter"):
         list(aa.deltas.from_peft_adapter(tmp_path / "a"))
     (tmp_path / "a" / "adapter_config.json").write_text(json.dumps({"peft_type": "IA3"}))
-    with pytest.raises(CheckpointError, match="not LORA"):
+    with pytest.raises(CheckpointError, match=r"peft_type 'IA3' is not one of \['HIRA', 'LOHA', 'LORA'\]"):
         list(aa.deltas.from_peft_adapter(tmp_path / "a"))
 
 

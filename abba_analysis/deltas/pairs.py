@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError, selector
+from .checkpoint import Checkpoint
 
-PEFT_PREFIX = "base_model.model."
 # Prefixes that wrap the same module tree in different saving code (HF models, PEFT wrappers).
 _KNOWN_PREFIXES = ("", "model.", "base_model.model.", "base_model.model.model.", "transformer.", "bert.")
 
@@ -219,120 +214,3 @@ def weights(
     checkpoint = Checkpoint.open(path)
     names = checkpoint.matrices(include, exclude, required=True)
     return (LayerWeight(name, checkpoint.load(name).to(dtype)) for name in names)
-
-
-@dataclass(frozen=True)
-class AdapterConfig:
-    """The LoRA settings of a PEFT adapter: rank, alpha, rsLoRA and per-module overrides."""
-
-    r: int
-    lora_alpha: float
-    use_rslora: bool = False
-    fan_in_fan_out: bool = False
-    rank_pattern: dict[str, int] = field(default_factory=dict)
-    alpha_pattern: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def read(cls, path: Path) -> "AdapterConfig":
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise CheckpointError(f"cannot read adapter config {path}: {error}") from None
-        if raw.get("peft_type", "LORA").upper() != "LORA":
-            raise CheckpointError(f"{path}: peft_type {raw.get('peft_type')!r} is not LORA")
-        try:
-            return cls(r=int(raw["r"]), lora_alpha=float(raw.get("lora_alpha", raw["r"])),
-                       use_rslora=bool(raw.get("use_rslora", False)),
-                       fan_in_fan_out=bool(raw.get("fan_in_fan_out", False)),
-                       rank_pattern=dict(raw.get("rank_pattern") or {}),
-                       alpha_pattern=dict(raw.get("alpha_pattern") or {}))
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{path}: missing or invalid LoRA field: {error}") from None
-
-    def scale(self, module: str) -> float:
-        """``alpha / r`` (or ``alpha / sqrt(r)`` with rsLoRA) for ``module``, honouring the patterns."""
-        r = _pattern_value(self.rank_pattern, module, self.r)
-        alpha = _pattern_value(self.alpha_pattern, module, self.lora_alpha)
-        return alpha / math.sqrt(r) if self.use_rslora else alpha / r
-
-
-def _pattern_value(patterns: dict, module: str, default):
-    """PEFT's rule: a pattern key applies when the module name ends with it (at a dot)."""
-    for key, value in patterns.items():
-        if re.match(rf"(.*\.)?{key}$", module):
-            return value
-    return default
-
-
-def from_peft_adapter(
-    adapter: str | os.PathLike,
-    base: str | os.PathLike | None = None,
-    include: str | None = None,
-    *,
-    exclude: str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Iterator[LayerDelta]:
-    """Stream a PEFT LoRA adapter's updates ``ΔW = s B A``, one module at a time.
-
-    Parameters
-    ----------
-    adapter : path
-        A directory with ``adapter_config.json`` and ``adapter_model.safetensors`` (or ``.bin``).
-    base : path or hub id, optional
-        The base model; when given, each :class:`LayerDelta` carries ``W0`` (matched by name, up to the
-        ``base_model.model.`` prefix), which HiRA needs.
-    include, exclude : str, optional
-        Regular expressions on the module's weight name (``<module>.weight``).
-    dtype : torch.dtype
-
-    Notes
-    -----
-    ``s = lora_alpha / r`` (rsLoRA: ``/ sqrt(r)``) with ``rank_pattern`` / ``alpha_pattern``
-    overrides; ``fan_in_fan_out`` adapters (GPT-2's Conv1D) are transposed to ``(out, in)``.
-    The adapter (and ``base``) are opened and the selection checked at the call; updates are
-    computed as the iterator is consumed.
-    """
-    root = Path(adapter)
-    if not root.is_dir():
-        raise CheckpointError(f"adapter directory {root} does not exist")
-    config = AdapterConfig.read(root / "adapter_config.json")
-    checkpoint = Checkpoint.open(root)
-    modules = sorted({n[: -len(".lora_A.weight")] for n in checkpoint.names() if n.endswith(".lora_A.weight")})
-    if not modules:
-        raise CheckpointError(f"{root}: no '*.lora_A.weight' tensors: not a LoRA adapter")
-    keep = selector(include, exclude)
-    chosen = [m for m in modules if keep(f"{m}.weight")]
-    if not chosen:
-        raise CheckpointError(f"include={include!r} exclude={exclude!r} select no module of adapter {root}; "
-                              f"its modules are {', '.join(modules[:4])}{', ...' if len(modules) > 4 else ''}")
-    base_ckpt = Checkpoint.open(base) if base is not None else None
-    mapping = match_names([f"{m}.weight" for m in modules], base_ckpt.names()) if base_ckpt else {}
-    return _adapter_deltas(root, config, checkpoint, chosen, base, base_ckpt, mapping, dtype)
-
-
-def _adapter_deltas(root: Path, config: AdapterConfig, checkpoint: Checkpoint, modules: list[str], base,
-                    base_ckpt: Checkpoint | None, mapping: dict[str, str], dtype: torch.dtype) -> Iterator[LayerDelta]:
-    for module in modules:
-        weight_name = f"{module}.weight"
-        b_name = f"{module}.lora_B.weight"
-        if b_name not in checkpoint:
-            raise CheckpointError(f"{root}: {module}.lora_A.weight has no matching {b_name}")
-        A = checkpoint.load(f"{module}.lora_A.weight").to(dtype)
-        B = checkpoint.load(b_name).to(dtype)
-        if A.shape[0] != B.shape[1]:
-            raise CheckpointError(f"{root}: {module}: lora_A is {tuple(A.shape)} but lora_B is {tuple(B.shape)}")
-        delta = config.scale(module) * (B @ A)
-        if config.fan_in_fan_out:
-            delta = delta.T
-        w0 = None
-        if base_ckpt is not None:
-            if weight_name not in mapping:
-                raise CheckpointError(f"base {base} has no weight for adapter module {module!r}")
-            w0 = base_ckpt.load(mapping[weight_name]).to(dtype)
-            if config.fan_in_fan_out:
-                w0 = w0.T
-            if w0.shape != delta.shape:
-                raise ValueError(f"tensor {weight_name!r}: base shape {tuple(w0.shape)} != adapter update "
-                                 f"shape {tuple(delta.shape)}")
-        plain = weight_name[len(PEFT_PREFIX):] if weight_name.startswith(PEFT_PREFIX) else weight_name
-        yield LayerDelta(mapping.get(weight_name, plain), w0, delta)

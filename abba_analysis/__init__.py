@@ -13,7 +13,8 @@ True
 from __future__ import annotations
 
 from ._version import __version__
-from . import budget, deltas, experiments, export, inits, linalg, metrics, parameterizations, solvers, targets, threads
+from . import (budget, deltas, experiments, export, extract, inits, linalg, metrics, parameterizations, solvers,
+               targets, threads)
 from .fit import FitResult, fit
 from .parameterizations import abba_apply, abba_scale, khatri_rao_factors, lora_scale
 
@@ -26,6 +27,7 @@ __all__ = [
     "deltas",
     "experiments",
     "export",
+    "extract",
     "fit",
     "inits",
     "khatri_rao_factors",

@@ -5,6 +5,7 @@
     abba-analysis reproduce [--quick] [--study all|main|inits]
     abba-analysis sweep BASE FINETUNED --include 'q_proj' --budgets 8 16 --out results/sweep
     abba-analysis inspect BASE FINETUNED --include '\\.(q|v)_proj\\.weight$'
+    abba-analysis extract BASE FINETUNED --method abba --budget 16 --out results/adapter
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from . import targets
@@ -127,18 +129,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
         "methods": [{"method": m, "budgets": args.budgets, **({"options": iterative} if m != "lora" else {})}
                     for m in args.methods],
     })
-    executor = None
-    if args.scheduler and args.workers:
-        raise ValueError("give --scheduler or --workers, not both")
-    if args.scheduler:
-        from .experiments import Dask
-
-        executor = Dask(address=args.scheduler)
-    elif args.workers:
-        from .experiments import LocalProcesses
-
-        executor = LocalProcesses(args.workers)
-    tables = run(config, args.out, executor=executor, progress=not args.no_progress)
+    tables = run(config, args.out, executor=_executor(args), progress=not args.no_progress)
     summary = tables.results.pivot_table(index="target", columns=["method", "budget"], values="error", aggfunc="mean")
     print(summary.round(4).to_string())
     if args.heatmap:
@@ -150,6 +141,40 @@ def _sweep_command(args: argparse.Namespace) -> int:
         layer_heatmap(tables.results, relative_to_lora=True).savefig(args.heatmap, dpi=150, bbox_inches="tight")
         print(f"heatmap written to {args.heatmap}")
     print(f"{len(tables.results)} rows in {args.out}/results.csv")
+    return 0
+
+
+def _executor(args: argparse.Namespace):
+    """The executor chosen by ``--workers`` / ``--scheduler`` (None: in-process)."""
+    if args.scheduler and args.workers:
+        raise ValueError("give --scheduler or --workers, not both")
+    if args.scheduler:
+        from .experiments import Dask
+
+        return Dask(address=args.scheduler)
+    if args.workers:
+        from .experiments import LocalProcesses
+
+        return LocalProcesses(args.workers)
+    return None
+
+
+def _extract_command(args: argparse.Namespace) -> int:
+    """Fit every selected layer's update of a checkpoint pair and write it as a PEFT adapter."""
+    from .extract import extract
+
+    compile_pattern(args.include, "--include")
+    compile_pattern(args.exclude, "--exclude")
+    resolve_device(args.device)
+    options = {"rtol": args.rtol, "max_iter": args.max_iter}
+    result = extract(args.base, args.finetuned, args.out, method=args.method, budget=args.budget,
+                     include=args.include, exclude=args.exclude, seed=args.seed, strip_prefix=args.strip_prefix,
+                     options=options, device=args.device, executor=_executor(args), progress=not args.no_progress)
+    layers = result.layers
+    print(layers[["layer", "m", "n", "r1", "r2", "params", "error", "lora_error", "status"]].to_string(index=False))
+    total = layers["params"].sum()
+    print(f"{len(layers)} layers, {total} parameters; adapter written to {result.adapter}/, "
+          f"table to {Path(args.out) / 'layers.csv'}")
     return 0
 
 
@@ -226,6 +251,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="run on a Dask cluster: its scheduler address, tcp://host:port")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=_sweep_command)
+
+    p = sub.add_parser("extract", help=_extract_command.__doc__, description=_extract_command.__doc__,
+                       allow_abbrev=False)
+    p.add_argument("base", help="base checkpoint: file, model directory, hub id, or 'minilm'")
+    p.add_argument("finetuned", help="fine-tuned checkpoint, same forms")
+    p.add_argument("--method", default="abba", choices=["lora", "abba", "hira"],
+                   help="abba is written as a PEFT LoHa adapter, lora as LoRA, hira as PEFT's HiRA")
+    p.add_argument("--budget", type=int, default=16, help="LoRA-equivalent rank of every layer")
+    p.add_argument("--out", required=True, help="output directory: adapter/, layers.csv and the resumable run/")
+    p.add_argument("--include", default=None, help="regex on tensor names to keep")
+    p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strip-prefix", default="", help="prefix to drop from module names, e.g. 'bert.'")
+    p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
+    p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=0, help="run on this many local worker processes")
+    p.add_argument("--scheduler", default=None, help="run on a Dask cluster: its scheduler address, tcp://host:port")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=_extract_command)
 
     p = sub.add_parser("reproduce", help=_reproduce_command.__doc__, description=_reproduce_command.__doc__,
                        allow_abbrev=False)

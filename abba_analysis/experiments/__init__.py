@@ -34,10 +34,10 @@ from __future__ import annotations
 
 from .config import Config, ConfigError, MethodSpec, TargetSpec, builtin, load, parse
 from .executors import Dask, InProcess, LocalProcesses
-from .runner import Results, expand, load_results, run, tables
+from .runner import Results, expand, load_factors, load_results, run, tables
 from .units import Batch, TargetRef, WorkUnit, make_batches, run_batch, run_unit
 
 __all__ = [
     "Batch", "Config", "ConfigError", "Dask", "InProcess", "LocalProcesses", "MethodSpec", "Results", "TargetRef", "TargetSpec", "WorkUnit",
-    "builtin", "expand", "load", "load_results", "make_batches", "parse", "run", "run_batch", "run_unit", "tables",
+    "builtin", "expand", "load", "load_factors", "load_results", "make_batches", "parse", "run", "run_batch", "run_unit", "tables",
 ]

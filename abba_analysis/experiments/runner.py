@@ -16,6 +16,7 @@ Results are journaled by this process as they arrive, whichever worker computed 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
+import numpy as np
 import pandas as pd
 
 from .config import Config, ConfigError
@@ -33,6 +35,7 @@ from .units import TargetRef, WorkUnit, make_batches, ranks_for, run_batch
 
 JOURNAL = "journal.jsonl"
 RESULTS, SPECTRA, HISTORIES = "results.csv", "spectra.csv", "histories.csv"
+FACTORS = "factors"
 
 
 class Executor(Protocol):
@@ -183,6 +186,7 @@ def run(
     executor: Executor | None = None,
     progress: bool = True,
     batch: bool = True,
+    keep_factors: bool = False,
 ) -> Results:
     """Run every unit of ``config`` not already in ``out_dir``'s journal; return the full tables.
 
@@ -200,6 +204,9 @@ def run(
     batch : bool
         Fit units that differ only in target and seed together (batched products; same rows).
         Without it every unit is its own fit, and an interruption loses at most one fit per worker.
+    keep_factors : bool
+        Also keep every fit's factors, one ``factors/<key>.safetensors`` per fit (written before its
+        journal line); read them with :func:`load_factors`. A journaled fit without its file is rerun.
     """
     from tqdm.auto import tqdm
 
@@ -209,6 +216,8 @@ def run(
     units = expand(config)
     _end_with_newline(journal)
     done = {rec["row"]["key"] for rec in read_journal(journal)}
+    if keep_factors:
+        done = {key for key in done if _factors_path(out, key).exists()}
     todo = [u for u in units if u.key not in done]
     # The bar advances by each fit's estimated cost, not by fits: fits of one experiment differ in cost
     # by 100x, and a bar over fits let its time estimate swing by as much. The estimate is the average
@@ -229,11 +238,15 @@ def run(
         # A fixed shuffle spreads cheap and costly fits over the run, so the errors of the cost estimates
         # average out from the start. Results do not depend on the order.
         random.Random(0).shuffle(work)
-        for records in executor.map_unordered(run_batch, work):
+        task = functools.partial(run_batch, keep_factors=True) if keep_factors else run_batch
+        for records in executor.map_unordered(task, work):
             for record in records:
                 key = record["row"]["key"]
                 if key in done:  # a retried unit whose first result also arrived: keep one
                     continue
+                factors = record.pop("factors", None)
+                if factors is not None:
+                    _save_factors(_factors_path(out, key), factors)
                 _append(journal, record)
                 done.add(key)
                 finished += 1
@@ -244,15 +257,39 @@ def run(
                 bar.update(min(100.0 * cost[key] / total, 100.0 - bar.n))  # sums of floats overshoot
     finally:
         bar.close()
-        # Rows in the configuration's order, whatever order the fits finished in.
+        # Rows in the configuration's order, whatever order the fits finished in; one per fit (the last,
+        # where a fit was rerun because its factors file was missing).
         order = {u.key: i for i, u in enumerate(units)}
-        records = sorted((r for r in read_journal(journal) if r["row"]["key"] in order),
-                         key=lambda r: order[r["row"]["key"]])
+        latest = {r["row"]["key"]: r for r in read_journal(journal) if r["row"]["key"] in order}
+        records = sorted(latest.values(), key=lambda r: order[r["row"]["key"]])
         result = tables(records)
         _write_atomic(result.results, out / RESULTS)
         _write_atomic(result.spectra, out / SPECTRA)
         _write_atomic(result.histories, out / HISTORIES)
     return result
+
+
+def _factors_path(out: Path, key: str) -> Path:
+    return out / FACTORS / f"{key}.safetensors"
+
+
+def _save_factors(path: Path, factors: dict[str, np.ndarray]) -> None:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({name: np.ascontiguousarray(f) for name, f in factors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_factors(out_dir: str | os.PathLike, key: str) -> dict[str, np.ndarray]:
+    """The factors a run with ``keep_factors=True`` kept for the fit whose ``results.csv`` key is ``key``."""
+    from safetensors.numpy import load_file
+
+    path = _factors_path(Path(out_dir), key)
+    if not path.is_file():
+        raise FileNotFoundError(f"no factors for fit {key} in {Path(out_dir) / FACTORS} (run with keep_factors=True)")
+    return load_file(str(path))
 
 
 def load_results(out_dir: str | os.PathLike) -> Results:

@@ -200,9 +200,10 @@ def run_unit(unit: WorkUnit) -> dict[str, Any]:
     return run_batch(Batch((unit,)))[0]
 
 
-def run_batch(batch: Batch) -> list[dict[str, Any]]:
+def run_batch(batch: Batch, keep_factors: bool = False) -> list[dict[str, Any]]:
     """Run the fits of ``batch`` in one batched call (a lone unit: one plain fit); one record per unit,
-    as :func:`run_unit` returns it. ``seconds`` is the batch's wall time divided by its size."""
+    as :func:`run_unit` returns it. ``seconds`` is the batch's wall time divided by its size. With
+    ``keep_factors`` each record also carries the fitted factors (``"factors"``: name -> float32 array)."""
     unit = batch.units[0]
     # Target and spectrum together: the caches hold a few targets, a batch may hold many.
     loaded = [(*load_target(u.target, u.dtype), target_spectrum(u.target, u.dtype)) for u in batch.units]
@@ -220,7 +221,13 @@ def run_batch(batch: Batch) -> list[dict[str, Any]]:
                   callback=(lambda *_: stamps.append(time.perf_counter() - start)) if unit.history else None,
                   **dict(unit.options))
     results = [results] if len(batch) == 1 else results
-    return [_record(u, result, spectrum, stamps) for u, result, (_, _, spectrum) in zip(batch.units, results, loaded, strict=True)]
+    records = [_record(u, result, spectrum, stamps)
+               for u, result, (_, _, spectrum) in zip(batch.units, results, loaded, strict=True)]
+    if keep_factors:
+        for record, result in zip(records, results, strict=True):
+            record["factors"] = {name: np.asarray(torch.as_tensor(f).detach().cpu(), dtype=np.float32)
+                                 for name, f in result.factors.items()}
+    return records
 
 
 def _record(unit: WorkUnit, result: FitResult, spectrum: np.ndarray, stamps: list[float]) -> dict[str, Any]:

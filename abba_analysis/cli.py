@@ -161,20 +161,30 @@ def _executor(args: argparse.Namespace):
 
 def _extract_command(args: argparse.Namespace) -> int:
     """Fit every selected layer's update of a checkpoint pair and write it as a PEFT adapter."""
-    from .extract import extract
+    from .extract import extract, total_error
 
     compile_pattern(args.include, "--include")
     compile_pattern(args.exclude, "--exclude")
     resolve_device(args.device)
     options = {"rtol": args.rtol, "max_iter": args.max_iter}
-    result = extract(args.base, args.finetuned, args.out, method=args.method, budget=args.budget,
-                     include=args.include, exclude=args.exclude, seed=args.seed, strip_prefix=args.strip_prefix,
-                     options=options, device=args.device, executor=_executor(args), progress=not args.no_progress)
+    budget = None if args.total_params is not None else (args.budget if args.budget is not None else 16)
+    if args.total_params is not None and args.budget is not None:
+        raise ValueError("give --budget (every layer) or --total-params (allocated over layers), not both")
+    result = extract(args.base, args.finetuned, args.out, method=args.method, budget=budget,
+                     total_params=args.total_params, include=args.include, exclude=args.exclude, seed=args.seed,
+                     strip_prefix=args.strip_prefix, options=options, device=args.device, executor=_executor(args),
+                     progress=not args.no_progress)
     layers = result.layers
-    print(layers[["layer", "m", "n", "r1", "r2", "params", "error", "lora_error", "status"]].to_string(index=False))
-    total = layers["params"].sum()
-    print(f"{len(layers)} layers, {total} parameters; adapter written to {result.adapter}/, "
-          f"table to {Path(args.out) / 'layers.csv'}")
+    shown = ["layer", "m", "n", "budget", "r1", "r2", "params", "error", "lora_error", "status"]
+    if args.total_params is not None:
+        shown += ["uniform_budget", "uniform_error"]
+    print(layers[shown].to_string(index=False))
+    line = f"{len(layers)} layers, {layers['params'].sum()} parameters, total relative error {total_error(layers):.4f}"
+    if args.total_params is not None:
+        line += (f"; uniform budget {layers['uniform_budget'].iloc[0]} ({layers['uniform_params'].sum()} parameters): "
+                 f"{total_error(layers, 'uniform_error'):.4f}")
+    print(line)
+    print(f"adapter written to {result.adapter}/, table to {Path(args.out) / 'layers.csv'}")
     return 0
 
 
@@ -258,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("finetuned", help="fine-tuned checkpoint, same forms")
     p.add_argument("--method", default="abba", choices=["lora", "abba", "hira"],
                    help="abba is written as a PEFT LoHa adapter, lora as LoRA, hira as PEFT's HiRA")
-    p.add_argument("--budget", type=int, default=16, help="LoRA-equivalent rank of every layer")
+    p.add_argument("--budget", type=int, default=None, help="LoRA-equivalent rank of every layer (default 16)")
+    p.add_argument("--total-params", type=int, default=None,
+                   help="instead of --budget: this many parameters in all, allocated over layers for least error")
     p.add_argument("--out", required=True, help="output directory: adapter/, layers.csv and the resumable run/")
     p.add_argument("--include", default=None, help="regex on tensor names to keep")
     p.add_argument("--exclude", default=None, help="regex on tensor names to drop")

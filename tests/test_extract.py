@@ -61,3 +61,33 @@ def test_extract_resumes_and_refits_only_what_lacks_factors(tmp_path, finetuned,
     assert ran == [keys[0]]  # only the fit whose factors were lost
     pd.testing.assert_frame_equal(first.layers, second.layers)  # the refit is the same fit
     assert set(experiments.load_factors(tmp_path / "run", keys[0])) == {"B1", "A1", "B2", "A2"}
+
+
+def test_a_global_budget_is_allocated_and_beats_the_uniform_rank(tmp_path, finetuned, capsys):
+    layers_regex = r"layer\.[01]\.attention\.self\.(query|value)\.weight$"
+    total = 4 * 8 * (384 + 384)  # the uniform budget 8 on four 384 x 384 layers
+    assert main(["extract", "minilm", str(finetuned), "--method", "lora", "--total-params", str(total),
+                 "--include", layers_regex, "--out", str(tmp_path), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    layers = pd.read_csv(tmp_path / "layers.csv")
+    assert layers["params"].sum() <= total and (layers["uniform_budget"] == 8).all()
+    allocated, uniform = aa.extract.total_error(layers), aa.extract.total_error(layers, "uniform_error")
+    assert allocated <= uniform and f"total relative error {allocated:.4f}" in printed
+    # LoRA's error at every budget is known in closed form: check the allocation against brute force
+    # over the same grid.
+    from itertools import product
+
+    pairs = {d.name: d.delta.double() for d in aa.deltas.from_checkpoints("minilm", finetuned, include=layers_regex)}
+    grid = aa.extract.budget_grid("lora", 8, 384)
+    squared = {name: {0: float(d.square().sum())} | {b: aa.fit(d, "lora", b).error ** 2 * float(d.square().sum())
+                                                       for b in grid} for name, d in pairs.items()}
+    best = min((sum(squared[n][b] for n, b in zip(squared, combo, strict=True))
+                for combo in product([0, *grid], repeat=len(squared))
+                if sum(b * 768 for b in combo) <= total))
+    got = sum(squared[row.layer][row.budget] for row in layers.itertuples())
+    assert got <= best * 1.01  # greedy on the hulls: optimal up to the last step's rounding
+
+
+def test_budget_and_total_params_are_exclusive(tmp_path, capsys):
+    assert main(["extract", "minilm", "minilm", "--budget", "4", "--total-params", "100", "--out", str(tmp_path)]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -19,6 +19,7 @@ lower_bound               truncated-SVD error at the method's rank bound
 upper_bound               ABBA: LoRA error at max(r1, r2); LoRA: its own optimum; HiRA: NaN
 bracket_position          (error - lower) / (upper - lower)
 lora_error                LoRA's optimal error at the same budget
+target_norm               ||T||_F (errors are relative to it)
 iterations, status        of the solver
 seconds, device, dtype    wall time of the fit, where and in what precision it ran
 abba_analysis, torch,     package versions

@@ -249,6 +249,7 @@ def _record(unit: WorkUnit, result: FitResult, spectrum: np.ndarray, stamps: lis
         "error": result.error, "error_squared": result.error**2, "lower_bound": lower, "upper_bound": upper,
         "bracket_position": (result.error - lower) / width if width > 0 else float("nan"),
         "lora_error": metrics.truncated_svd_error(spectrum, min(unit.budget, k)),
+        "target_norm": float(np.sqrt(np.sum(np.square(spectrum)))),
         "iterations": result.iterations, "status": result.status, "seconds": result.seconds,
         "device": result.device, "dtype": result.dtype, **versions(),
     }

@@ -114,17 +114,24 @@ def extract(
     rows = experiments.run(config, run_dir, executor=executor, progress=progress, keep_factors=True).results
     if total_params is not None:
         rows = _allocated(rows, total_params, uniform)
-    fits = {row.target: FittedUpdate(row.method, (row.r1, row.r2) if row.method == "abba" else (row.r1,),
-                                     experiments.load_factors(run_dir, row.key))
-            for row in rows.itertuples() if row.budget > 0}
-    opened = Checkpoint.open(base).path  # "minilm" and hub ids resolved: PEFT loads the model from here
-    adapter = peft_adapter(fits, out / ADAPTER_DIR, base_model=str(opened.parent if opened.is_file() else opened),
-                           strip_prefix=strip_prefix)
+    adapter = write_adapter(rows, run_dir, out / ADAPTER_DIR, base, strip_prefix=strip_prefix)
     columns = ["target", "m", "n", "method", "budget", "r1", "r2", "params", "error", "lora_error", "target_norm",
                "status", "iterations"] + (["uniform_budget", "uniform_params", "uniform_error"] if uniform is not None else [])
     layers = rows[columns].rename(columns={"target": "layer"})
     layers.to_csv(out / LAYERS_TABLE, index=False)
     return Extraction(adapter, layers)
+
+
+def write_adapter(rows: pd.DataFrame, run_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                  base: str | os.PathLike, *, strip_prefix: str = "") -> Path:
+    """Write the fits of ``rows`` (rows of a run's ``results.csv`` kept with factors; one per layer,
+    budget 0 skipped) as a PEFT adapter for ``base``."""
+    fits = {row.target: FittedUpdate(row.method, (row.r1, row.r2) if row.method == "abba" else (row.r1,),
+                                     experiments.load_factors(run_dir, row.key))
+            for row in rows.itertuples() if row.budget > 0}
+    opened = Checkpoint.open(base).path  # "minilm" and hub ids resolved: PEFT loads the model from here
+    return peft_adapter(fits, out_dir, base_model=str(opened.parent if opened.is_file() else opened),
+                        strip_prefix=strip_prefix)
 
 
 def budget_grid(method: str, uniform: int, largest: int) -> list[int]:

@@ -179,3 +179,36 @@ def _total(base, finetuned, include, uniform_budget: int) -> int:
     from .extract import _shapes
 
     return uniform_budget * sum(m + n for m, n in _shapes(base, finetuned, include, None))
+
+
+ENCODER_LAYERS = (r"encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense"
+                  r"|intermediate\.dense|output\.dense)\.weight$")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m abba_analysis.function_space``: the compression study on all-MiniLM-L6-v2's encoder."""
+    import argparse
+
+    from .deltas.minilm import finetune_minilm
+
+    parser = argparse.ArgumentParser(prog="python -m abba_analysis.function_space", description=main.__doc__,
+                                     allow_abbrev=False)
+    parser.add_argument("--out", default="results/compression-study", help="work and output directory")
+    parser.add_argument("--steps", type=int, default=30, help="Adam steps of the MiniLM fine-tune")
+    parser.add_argument("--budget", type=int, default=8, help="uniform budget whose total is allocated")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    tuned = finetune_minilm(out / f"finetuned-{args.steps}", steps=args.steps)
+    table = compression_study("minilm", tuned, out, uniform_budget=args.budget, include=ENCODER_LAYERS,
+                              options={"max_iter": 300, "rtol": 1e-5}, progress=True)
+    table.to_csv(out / "table.csv", index=False)
+    print(table.round(4).to_string(index=False))
+    from scipy.stats import spearmanr
+
+    print(f"Spearman rank correlation of weight and function error: "
+          f"{spearmanr(table.weight_error, table.hidden_error).statistic:.3f} over {len(table)} adapters")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

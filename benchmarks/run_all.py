@@ -15,7 +15,8 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_streaming``: streaming a checkpoint pair vs loading both state dicts (memory);
 - ``bench_executors``: a sweep in-process vs on local processes and on a Dask cluster;
 - ``bench_threads``: fits idle and beside busy processes, the thread policy vs torch's default threads;
-- ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare.
+- ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare;
+- ``bench_extract_memory``: peak memory of ``extract`` on a checkpoint pair vs its largest layer pair and one fit.
 
     python benchmarks/run_all.py            # the settings recorded in benchmarks/RESULTS.md (about an hour on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes and few repeats: a few minutes, for checking the scripts
@@ -45,6 +46,7 @@ FULL = {
     "bench_executors": [],
     "bench_threads": [],
     "bench_sweep_floor": [],
+    "bench_extract_memory": [],
 }
 QUICK = {
     "bench_abba_solvers": ["--shapes", "256x256", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1",
@@ -60,6 +62,7 @@ QUICK = {
     "bench_executors": ["--fits", "20"],
     "bench_threads": ["--quick"],
     "bench_sweep_floor": ["--shapes", "256x256", "--ranks", "4", "16", "--threads", "1", "--repeats", "3"],
+    "bench_extract_memory": ["--gigabytes", "0.13"],
 }
 
 

@@ -1,10 +1,12 @@
-"""Helpers shared by the benchmarks: timed fits, time-to-error and the real-weight targets."""
+"""Helpers shared by the benchmarks: timed fits, time-to-error, peak memory and the real-weight targets."""
 
 from __future__ import annotations
 
 import argparse
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -22,6 +24,14 @@ def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, {aa.threads.usable_cores()} cores, "
             f"{torch.get_num_threads()} torch threads (fits choose theirs: abba_analysis.threads), "
             f"torch {torch.__version__}, numpy {np.__version__}, Python {platform.python_version()}")
+
+
+def peak_memory_mib(child: str, *args: object) -> tuple[float, list[str]]:
+    """Run ``child`` (Python code) in a fresh process with ``args``; it must print its ``ru_maxrss`` at
+    start and at the end (KiB), then anything else. Returns the peak above the start in MiB and the rest."""
+    out = subprocess.run([sys.executable, "-c", child, *map(str, args)], check=True, capture_output=True,
+                         text=True).stdout.split()
+    return (int(out[1]) - int(out[0])) / 2**10, out[2:]
 
 
 def timed_fit(target, method, rank, **kwargs):

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from _timing import peak_memory_mib
 from bench_streaming import SIDE, make_pair
 
 CHILD = r"""
@@ -41,10 +40,8 @@ print(start, peak, count)
 
 
 def measure(base: Path, tuned: Path, mode: str, method: str, budget: int) -> tuple[float, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(base), str(tuned), mode, method, str(budget)], check=True,
-                         capture_output=True, text=True).stdout.split()
-    start_kib, peak_kib, count = map(int, out)
-    return (peak_kib - start_kib) / 2**10, count
+    peak, (count,) = peak_memory_mib(CHILD, base, tuned, mode, method, budget)
+    return peak, int(count)
 
 
 def main() -> None:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from _timing import peak_memory_mib
 from safetensors.torch import save_file
 
 SIDE = 4096  # each layer is SIDE x SIDE float32 = 64 MiB
@@ -60,10 +59,8 @@ print(start, peak, len(norms))
 
 
 def measure(base: Path, tuned: Path, mode: str) -> tuple[float, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(base), str(tuned), mode], check=True,
-                         capture_output=True, text=True).stdout.split()
-    start_kib, peak_kib, count = map(int, out)
-    return (peak_kib - start_kib) / 2**10, count
+    peak, (count,) = peak_memory_mib(CHILD, base, tuned, mode)
+    return peak, int(count)
 
 
 def main() -> None:

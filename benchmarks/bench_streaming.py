@@ -23,17 +23,18 @@ from safetensors.torch import save_file
 SIDE = 4096  # each layer is SIDE x SIDE float32 = 64 MiB
 
 
-def make_pair(root: Path, gigabytes: float) -> tuple[Path, Path, int]:
-    layers = max(2, round(gigabytes * 2**30 / 2 / (SIDE * SIDE * 4)))
+def make_pair(root: Path, gigabytes: float, size: int = SIDE) -> tuple[Path, Path, int]:
+    """A base and a fine-tuned sharded checkpoint of ``size x size`` float32 layers, ``gigabytes`` in all."""
+    layers = max(2, round(gigabytes * 2**30 / 2 / (size * size * 4)))
     gen = torch.Generator().manual_seed(0)
     for side in ("base", "tuned"):
         (root / side).mkdir(parents=True, exist_ok=True)
     weight_map = {}
     for i in range(layers):
-        w = torch.randn(SIDE, SIDE, generator=gen)
+        w = torch.randn(size, size, generator=gen)
         name, file = f"model.layers.{i}.proj.weight", f"model-{i:05d}.safetensors"
         save_file({name: w}, str(root / "base" / file))
-        save_file({name: w + 1e-3 * torch.randn(SIDE, SIDE, generator=gen)}, str(root / "tuned" / file))
+        save_file({name: w + 1e-3 * torch.randn(size, size, generator=gen)}, str(root / "tuned" / file))
         weight_map[name] = file
     for side in ("base", "tuned"):
         (root / side / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))

@@ -124,13 +124,15 @@ def _pair(base: str, finetuned: str, tensor: str):
     return from_checkpoints(_checkpoint(base), _checkpoint(finetuned), include=f"^{re.escape(tensor)}$")
 
 
-@lru_cache(maxsize=4)
 def load_target(ref: TargetRef, dtype: str) -> tuple[np.ndarray | torch.Tensor, Any]:
-    """The target matrix and the base weight W0 HiRA uses, for ``ref`` (cached: units come target by target).
+    """The target matrix and the base weight W0 HiRA uses, for ``ref``.
 
-    Random targets get a seeded random W0 of kind ``ref.hira_base``; a checkpoint pair gives
-    ``(ΔW, W0)``; a single checkpoint gives ``(W, W)`` (HiRA on its own weight is trivial and is
-    not a meaningful fit there). Fits never modify their inputs, so the cached arrays are shared.
+    Random targets get a seeded random W0 of kind ``ref.hira_base`` (both cached: drawing them costs
+    more than a fit of a small one, and units come target by target); a checkpoint pair gives
+    ``(ΔW, W0)``; a single checkpoint gives ``(W, W)`` (HiRA on its own weight is trivial and is not a
+    meaningful fit there). Checkpoint tensors are read afresh each time (from the page cache after the
+    first), so that a sweep over a model holds no more than the layers it is fitting. Fits never modify
+    their inputs, so the cached arrays are shared.
     """
     if ref.kind != "checkpoint":
         target = _random_target(ref.kind, ref.shape, ref.seed, ref.options, dtype)
@@ -143,9 +145,9 @@ def load_target(ref: TargetRef, dtype: str) -> tuple[np.ndarray | torch.Tensor, 
     return layer.delta.to(getattr(torch, dtype)), layer.base.to(getattr(torch, dtype))
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=64)
 def target_spectrum(ref: TargetRef, dtype: str) -> np.ndarray:
-    """Singular values of the target of ``ref`` (cached alongside :func:`load_target`)."""
+    """Singular values of the target of ``ref`` (cached: every method and budget of a target needs them)."""
     return metrics.singular_values(load_target(ref, dtype)[0])
 
 
@@ -175,10 +177,12 @@ def batch_key(unit: WorkUnit) -> tuple:
             unit.options, unit.dtype, unit.device, unit.spectra, unit.history, unit.threads)
 
 
-def make_batches(units: list[WorkUnit], *, max_size: int = 64, max_elements: int = 2**23,
+def make_batches(units: list[WorkUnit], *, max_size: int = 64, max_elements: int = 2**22,
                  parallelism: int = 1) -> list[Batch]:
     """Group units for batched fits, in order of first appearance, at most ``max_size`` units and
-    ``max_elements`` target entries per batch (beyond that batching gains nothing and costs memory).
+    ``max_elements`` target entries per batch (beyond that batching gains nothing and costs memory: a
+    2048 x 2048 layer is fitted alone, so that a sweep over a model holds one layer's working set,
+    ``bench_extract_memory``).
 
     A group is split into at least ``parallelism`` batches where it can be, so that every worker of
     an executor gets work. Units that record convergence histories stay alone: their per-iteration
@@ -205,13 +209,16 @@ def run_batch(batch: Batch, keep_factors: bool = False) -> list[dict[str, Any]]:
     as :func:`run_unit` returns it. ``seconds`` is the batch's wall time divided by its size. With
     ``keep_factors`` each record also carries the fitted factors (``"factors"``: name -> float32 array)."""
     unit = batch.units[0]
-    # Target and spectrum together: the caches hold a few targets, a batch may hold many.
-    loaded = [(*load_target(u.target, u.dtype), target_spectrum(u.target, u.dtype)) for u in batch.units]
+    spectra = [target_spectrum(u.target, u.dtype) for u in batch.units]
+    # W0 is kept for HiRA only, and a stack's targets only in the stack: a sweep over a model's layers
+    # holds the layers it is fitting and little else (bench_extract_memory).
     if len(batch) == 1:
-        target, base, _ = loaded[0]
+        target, base = load_target(unit.target, unit.dtype)
     else:
-        target = torch.stack([torch.as_tensor(t) for t, _, _ in loaded])
-        base = torch.stack([torch.as_tensor(b) for _, b, _ in loaded]) if unit.method == "hira" else None
+        pairs = [load_target(u.target, u.dtype) for u in batch.units]
+        target = torch.stack([torch.as_tensor(t) for t, _ in pairs])
+        base = torch.stack([torch.as_tensor(b) for _, b in pairs]) if unit.method == "hira" else None
+        del pairs
     stamps: list[float] = []
     start = time.perf_counter()
     results = fit(target, unit.method, unit.ranks if unit.method == "abba" else unit.ranks[0],
@@ -222,12 +229,37 @@ def run_batch(batch: Batch, keep_factors: bool = False) -> list[dict[str, Any]]:
                   **dict(unit.options))
     results = [results] if len(batch) == 1 else results
     records = [_record(u, result, spectrum, stamps)
-               for u, result, (_, _, spectrum) in zip(batch.units, results, loaded, strict=True)]
+               for u, result, spectrum in zip(batch.units, results, spectra, strict=True)]
     if keep_factors:
         for record, result in zip(records, results, strict=True):
             record["factors"] = {name: np.asarray(torch.as_tensor(f).detach().cpu(), dtype=np.float32)
                                  for name, f in result.factors.items()}
+    del target, base, results
+    _return_freed_memory()
     return records
+
+
+@lru_cache(maxsize=1)
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _return_freed_memory() -> None:
+    """Hand freed heap memory back to the operating system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Each fit of a sweep over a model allocates and frees a layer's worth of temporaries; glibc raises its
+    mmap threshold as large blocks are freed and then keeps such blocks on its heaps, so without a trim
+    a long sweep's resident memory creeps up by several layers (``bench_extract_memory``).
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _record(unit: WorkUnit, result: FitResult, spectrum: np.ndarray, stamps: list[float]) -> dict[str, Any]:

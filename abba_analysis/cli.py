@@ -94,8 +94,7 @@ def _inspect_command(args: argparse.Namespace) -> int:
     """Print one row per layer of a checkpoint pair: size and rank of ΔW, LoRA's error at a few ranks."""
     from .deltas import from_checkpoints, summarize
 
-    compile_pattern(args.include, "--include")
-    compile_pattern(args.exclude, "--exclude")
+    _check_selection(args)
     pairs = from_checkpoints(args.base, args.finetuned, include=args.include, exclude=args.exclude,
                              allow_dtype_mismatch=args.allow_dtype_mismatch)
     print(pairs.report())
@@ -116,8 +115,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     """Fit LoRA / HiRA / ABBA to every selected layer of a checkpoint pair; one tidy row per fit."""
     from .experiments import parse, run
 
-    compile_pattern(args.include, "--include")
-    compile_pattern(args.exclude, "--exclude")
+    _check_selection(args)
     target = {"kind": "checkpoint", "base": args.base}
     target.update({k: v for k, v in (("finetuned", args.finetuned), ("include", args.include),
                                      ("exclude", args.exclude)) if v})
@@ -144,6 +142,27 @@ def _sweep_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_selection(args: argparse.Namespace) -> None:
+    """Compile ``--include`` / ``--exclude`` at once, so that a bad pattern names its option."""
+    compile_pattern(args.include, "--include")
+    compile_pattern(args.exclude, "--exclude")
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--include", default=None, help="regex on tensor names to keep")
+    p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
+
+
+def _add_runner_options(p: argparse.ArgumentParser) -> None:
+    """The options of commands that fit on the experiment runner (sweep, extract)."""
+    p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
+    p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--workers", type=int, default=0, help="run on this many local worker processes")
+    p.add_argument("--scheduler", default=None, help="run on a Dask cluster: its scheduler address, tcp://host:port")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _executor(args: argparse.Namespace):
     """The executor chosen by ``--workers`` / ``--scheduler`` (None: in-process)."""
     if args.scheduler and args.workers:
@@ -163,13 +182,12 @@ def _extract_command(args: argparse.Namespace) -> int:
     """Fit every selected layer's update of a checkpoint pair and write it as a PEFT adapter."""
     from .extract import extract, total_error
 
-    compile_pattern(args.include, "--include")
-    compile_pattern(args.exclude, "--exclude")
+    _check_selection(args)
     resolve_device(args.device)
     options = {"rtol": args.rtol, "max_iter": args.max_iter}
-    budget = None if args.total_params is not None else (args.budget if args.budget is not None else 16)
     if args.total_params is not None and args.budget is not None:
         raise ValueError("give --budget (every layer) or --total-params (allocated over layers), not both")
+    budget = None if args.total_params is not None else (args.budget if args.budget is not None else 16)
     result = extract(args.base, args.finetuned, args.out, method=args.method, budget=budget,
                      total_params=args.total_params, include=args.include, exclude=args.exclude, seed=args.seed,
                      strip_prefix=args.strip_prefix, options=options, device=args.device, executor=_executor(args),
@@ -232,8 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                        allow_abbrev=False)
     p.add_argument("base", help="base checkpoint: .safetensors/.bin file, model directory or hub id")
     p.add_argument("finetuned", help="fine-tuned checkpoint, same forms")
-    p.add_argument("--include", default=None, help="regex on tensor names to keep")
-    p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
+    _add_selection(p)
     p.add_argument("--ranks", type=int, nargs="+", default=[4, 16, 64], help="ranks for LoRA's error")
     p.add_argument("--allow-dtype-mismatch", action="store_true", help="accept different storage dtypes")
     p.set_defaults(handler=_inspect_command)
@@ -243,23 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("base", help="base checkpoint: file, model directory, hub id, or 'minilm'")
     p.add_argument("finetuned", nargs="?", default=None,
                    help="fine-tuned checkpoint (targets are the deltas); omit to fit the base's own weights")
-    p.add_argument("--include", default=None, help="regex on tensor names to keep")
-    p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
+    _add_selection(p)
     p.add_argument("--budgets", type=int, nargs="+", default=[8, 16, 32], help="LoRA-equivalent ranks")
     p.add_argument("--methods", nargs="+", default=["lora", "hira", "abba"], choices=["lora", "hira", "abba"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
-    p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of each CPU fit (default: chosen by size; see abba_analysis.threads)")
     p.add_argument("--name", default="sweep", help="experiment name (a column of the table)")
     p.add_argument("--out", default="results/sweep", help="run directory (resumable)")
     p.add_argument("--heatmap", default=None, help="also draw a layer heatmap to this file (.png/.svg)")
-    p.add_argument("--workers", type=int, default=0, help="run on this many local worker processes")
-    p.add_argument("--scheduler", default=None, help="run on a Dask cluster: its scheduler address, tcp://host:port")
-    p.add_argument("--no-progress", action="store_true")
+    _add_runner_options(p)
     p.set_defaults(handler=_sweep_command)
 
     p = sub.add_parser("extract", help=_extract_command.__doc__, description=_extract_command.__doc__,
@@ -272,16 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--total-params", type=int, default=None,
                    help="instead of --budget: this many parameters in all, allocated over layers for least error")
     p.add_argument("--out", required=True, help="output directory: adapter/, layers.csv and the resumable run/")
-    p.add_argument("--include", default=None, help="regex on tensor names to keep")
-    p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
+    _add_selection(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strip-prefix", default="", help="prefix to drop from module names, e.g. 'bert.'")
-    p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
-    p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--workers", type=int, default=0, help="run on this many local worker processes")
-    p.add_argument("--scheduler", default=None, help="run on a Dask cluster: its scheduler address, tcp://host:port")
-    p.add_argument("--no-progress", action="store_true")
+    _add_runner_options(p)
     p.set_defaults(handler=_extract_command)
 
     p = sub.add_parser("reproduce", help=_reproduce_command.__doc__, description=_reproduce_command.__doc__,

@@ -129,9 +129,8 @@ def write_adapter(rows: pd.DataFrame, run_dir: str | os.PathLike, out_dir: str |
     fits = {row.target: FittedUpdate(row.method, (row.r1, row.r2) if row.method == "abba" else (row.r1,),
                                      experiments.load_factors(run_dir, row.key))
             for row in rows.itertuples() if row.budget > 0}
-    opened = Checkpoint.open(base).path  # "minilm" and hub ids resolved: PEFT loads the model from here
-    return peft_adapter(fits, out_dir, base_model=str(opened.parent if opened.is_file() else opened),
-                        strip_prefix=strip_prefix)
+    # "minilm" and hub ids resolved: PEFT loads the model from this directory.
+    return peft_adapter(fits, out_dir, base_model=str(Checkpoint.open(base).directory), strip_prefix=strip_prefix)
 
 
 def budget_grid(method: str, uniform: int, largest: int) -> list[int]:

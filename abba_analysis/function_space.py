@@ -122,8 +122,7 @@ def model_directory(checkpoint: str | os.PathLike) -> Path:
     """The model directory holding ``checkpoint`` (``"minilm"`` resolved), for :func:`output_error`."""
     from .deltas import Checkpoint
 
-    path = Checkpoint.open(checkpoint).path
-    return path.parent if path.is_file() else path
+    return Checkpoint.open(checkpoint).directory
 
 
 def compression_study(

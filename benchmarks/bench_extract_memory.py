@@ -70,7 +70,7 @@ def main() -> None:
         assert count == layers
         bound = 2 * pair_mib + one_fit
         print(f"# extract --method {args.method} --budget {args.budget}: {layers} layers of {args.size}x{args.size} float32 "
-              f"per side ({2 * layers * pair_mib / 2:.0f} MiB in all); largest layer pair {pair_mib:.0f} MiB")
+              f"per side ({layers * pair_mib:.0f} MiB in all); largest layer pair {pair_mib:.0f} MiB")
         print("| measured | peak memory above baseline (MiB) |")
         print("|---|---|")
         print(f"| extract of one layer (one pair read and fitted) | {one_fit:.0f} |")

@@ -183,6 +183,12 @@ class Checkpoint:
         raise CheckpointError(f"no weights found in {path}: expected one of {list(SINGLE_FILES)}, an index "
                               f"({SAFETENSORS_INDEX} or {TORCH_INDEX}) or a single .safetensors file")
 
+    @property
+    def directory(self) -> Path:
+        """The model directory: ``path`` itself, or the folder of a single-file checkpoint (where a
+        Hugging Face model's config and tokenizer live)."""
+        return self.path.parent if self.path.is_file() else self.path
+
     def names(self) -> list[str]:
         """All tensor names, sorted."""
         return sorted(self.infos)

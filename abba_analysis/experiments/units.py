@@ -13,6 +13,7 @@ import math
 import platform
 import re
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
@@ -145,10 +146,22 @@ def load_target(ref: TargetRef, dtype: str) -> tuple[np.ndarray | torch.Tensor, 
     return layer.delta.to(getattr(torch, dtype)), layer.base.to(getattr(torch, dtype))
 
 
-@lru_cache(maxsize=64)
-def target_spectrum(ref: TargetRef, dtype: str) -> np.ndarray:
-    """Singular values of the target of ``ref`` (cached: every method and budget of a target needs them)."""
-    return metrics.singular_values(load_target(ref, dtype)[0])
+_SPECTRA: OrderedDict[tuple[TargetRef, str], np.ndarray] = OrderedDict()
+SPECTRA_CACHED = 64
+
+
+def target_spectrum(ref: TargetRef, dtype: str, target: Any = None) -> np.ndarray:
+    """Singular values of the target of ``ref``, cached for the last :data:`SPECTRA_CACHED` targets (every
+    method and budget of a target needs them). ``target``, when the caller has just loaded it, spares
+    reading the checkpoint pair a second time."""
+    key = (ref, dtype)
+    if key in _SPECTRA:
+        _SPECTRA.move_to_end(key)
+    else:
+        _SPECTRA[key] = metrics.singular_values(target if target is not None else load_target(ref, dtype)[0])
+        if len(_SPECTRA) > SPECTRA_CACHED:
+            _SPECTRA.popitem(last=False)
+    return _SPECTRA[key]
 
 
 def versions() -> dict[str, str]:
@@ -209,13 +222,14 @@ def run_batch(batch: Batch, keep_factors: bool = False) -> list[dict[str, Any]]:
     as :func:`run_unit` returns it. ``seconds`` is the batch's wall time divided by its size. With
     ``keep_factors`` each record also carries the fitted factors (``"factors"``: name -> float32 array)."""
     unit = batch.units[0]
-    spectra = [target_spectrum(u.target, u.dtype) for u in batch.units]
     # W0 is kept for HiRA only, and a stack's targets only in the stack: a sweep over a model's layers
     # holds the layers it is fitting and little else (bench_extract_memory).
     if len(batch) == 1:
         target, base = load_target(unit.target, unit.dtype)
+        spectra = [target_spectrum(unit.target, unit.dtype, target)]
     else:
         pairs = [load_target(u.target, u.dtype) for u in batch.units]
+        spectra = [target_spectrum(u.target, u.dtype, t) for u, (t, _) in zip(batch.units, pairs, strict=True)]
         target = torch.stack([torch.as_tensor(t) for t, _ in pairs])
         base = torch.stack([torch.as_tensor(b) for _, b in pairs]) if unit.method == "hira" else None
         del pairs

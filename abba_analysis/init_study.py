@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from . import inits
+from ._progress import progress_bar
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix
 from .fit import fit
 from .parameterizations import abba_apply, get_method
@@ -148,11 +149,9 @@ def fit_quality(
     DataFrame with one row per (target, scheme, seed): ``target``, ``scheme``, ``seed``,
     ``start_error``, ``error_at_<k>``, ``final_error``, ``seconds``, ``seconds_to_threshold``.
     """
-    from tqdm.auto import tqdm
-
     rows = []
     schemes = list(schemes)
-    with tqdm(total=len(targets) * len(schemes) * len(seeds), desc="init schemes", unit="fit",
+    with progress_bar(total=len(targets) * len(schemes) * len(seeds), desc="init schemes", unit="fit",
               disable=not progress) as bar:
         for (target_name, (target, base)), scheme, seed in itertools.product(targets.items(), schemes, seeds):
             stamps = []

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 import pandas as pd
 
+from .._progress import progress_bar
 from .config import Config, ConfigError
 from .executors import InProcess
 from .units import TargetRef, WorkUnit, make_batches, ranks_for, run_batch
@@ -200,7 +201,7 @@ def run(
         Default :class:`~.executors.InProcess`; also :class:`~.executors.LocalProcesses` and
         :class:`~.executors.Dask`.
     progress : bool
-        Show a progress bar over fits (``tqdm.auto``).
+        Show a progress bar over fits (``tqdm``).
     batch : bool
         Fit units that differ only in target and seed together (batched products; same rows).
         Without it every unit is its own fit, and an interruption loses at most one fit per worker.
@@ -208,8 +209,6 @@ def run(
         Also keep every fit's factors, one ``factors/<key>.safetensors`` per fit (written before its
         journal line); read them with :func:`load_factors`. A journaled fit without its file is rerun.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     journal = out / JOURNAL
@@ -227,7 +226,7 @@ def run(
     total = sum(cost.values())
     finished = len(units) - len(todo)
     already = sum(cost[k] for k in done if k in cost) / total
-    bar = tqdm(total=100.0, initial=100.0 * already,
+    bar = progress_bar(total=100.0, initial=100.0 * already,
                desc=f"{config.name} ({finished}/{len(units)} fits)", disable=not progress,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}{postfix}",
                postfix="estimating the time left" if todo else "all fits already in the journal")

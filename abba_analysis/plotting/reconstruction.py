@@ -79,7 +79,7 @@ def error_vs_rank(
         axis.set_xlabel("rank r (ABBA: r1 = r2 = r/2)")
         axis.set_ylabel("relative error" + (" squared" if squared else ""))
         axis.grid(alpha=0.3)
-    axes[0].legend(frameon=False, fontsize=8)
+    axes[-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside: covers no line
     return fig
 
 

@@ -272,7 +272,10 @@ def fit(
                     if bracket and method == "abba" else [None] * count)
         # No ABBA fit can beat the rank-r1 r2 SVD error: once a start reaches it, further starts are moot.
         floors = [b.lower + 1e-10 if b is not None else -1.0 for b in brackets]
-        representable = [b is not None and b.lower <= _rank_tolerance(t.dtype) for b in brackets]
+        # Numerically rank-deficient with rank <= r1 r2. Where r1 r2 >= min(m, n) the rank-r1 r2 bound is 0
+        # for every target, which says nothing about whether ABBA can reach it.
+        deficient = ranks[0] * ranks[1] < min(shape) if method == "abba" else False
+        representable = [deficient and b is not None and b.lower <= _rank_tolerance(t.dtype) for b in brackets]
         schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init, restarts,
                                                  algebraic=[r and init is None for r in representable])
         best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
@@ -285,9 +288,10 @@ def fit(
         messages = [out.message for out in best]
         for k in range(count):
             if representable[k] and errors[k] > 100 * _rank_tolerance(t.dtype):
+                untried = ([] if restarts else ["restarts="]) + ([] if init is None else ["the default init"])
                 note = (f"ends at error {errors[k]:.3g}, far above the rank-{ranks[0] * ranks[1]} SVD bound "
-                        f"{brackets[k].lower:.2g} although the target has rank <= r1 r2: a better start may exist "
-                        "(try restarts=, or the default init)")
+                        f"{brackets[k].lower:.2g} although the target has rank <= r1 r2: a better start may exist"
+                        + (f" (try {' or '.join(untried)})" if untried else ""))
                 messages[k] += "; " + note
                 warnings.warn(f"{f'target[{k}]' if stacked else 'target'}: the ABBA fit {note}", stacklevel=2)
 

@@ -1,4 +1,5 @@
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -189,3 +190,21 @@ def test_unavailable_devices_fail_up_front(device, message):
         aa.fit(np.eye(4), "lora", 2, device=device)
     with pytest.raises(ValueError, match=re.escape(message)):
         aa.fit(np.eye(4), "abba", (1, 1), device=device, init="abba-paper", solver="adam", steps=1)
+
+
+def test_rank_warning_only_for_rank_deficient_targets_and_suggests_what_was_not_tried():
+    # r1 r2 >= min(m, n): the rank-r1 r2 SVD bound is 0 for every target; that is no reason to warn.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        aa.fit(aa.targets.gaussian(64, seed=0), "abba", (8, 8), seed=0, max_iter=20)
+    # A generic rank-9 target is within ABBA's rank bound at (3, 3) but no ABBA product: every fit warns,
+    # and names only the remedies the call did not use.
+    rng = np.random.default_rng(0)
+    target = rng.standard_normal((40, 9)) @ rng.standard_normal((9, 30))
+    cases = [({"init": "random"}, "(try restarts= or the default init)"),
+             ({"init": "random", "restarts": 1}, "(try the default init)"),
+             ({"restarts": 1}, "may exist")]
+    for options, ending in cases:
+        with pytest.warns(UserWarning, match="far above the rank-9 SVD bound") as caught:
+            aa.fit(target, "abba", (3, 3), seed=0, max_iter=30, **options)
+        assert str(caught[0].message).endswith(ending), (options, str(caught[0].message))

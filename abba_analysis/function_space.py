@@ -188,16 +188,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m abba_analysis.function_space``: the compression study on all-MiniLM-L6-v2's encoder."""
     import argparse
 
-    from .deltas.minilm import finetune_minilm
+    from .deltas.minilm import STEPS, cached_finetune
 
     parser = argparse.ArgumentParser(prog="python -m abba_analysis.function_space", description=main.__doc__,
                                      allow_abbrev=False)
     parser.add_argument("--out", default="results/compression-study", help="work and output directory")
-    parser.add_argument("--steps", type=int, default=30, help="Adam steps of the MiniLM fine-tune")
+    parser.add_argument("--steps", type=int, default=STEPS, help="AdamW steps of the masked-LM fine-tune "
+                        "(reused from results/ when the same fine-tune was made there before)")
     parser.add_argument("--budget", type=int, default=8, help="uniform budget whose total is allocated")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    tuned = finetune_minilm(out / f"finetuned-{args.steps}", steps=args.steps)
+    tuned = cached_finetune("results", steps=args.steps)
     table = compression_study("minilm", tuned, out, uniform_budget=args.budget, include=ENCODER_LAYERS,
                               options={"max_iter": 300, "rtol": 1e-5}, progress=True)
     table.to_csv(out / "table.csv", index=False)

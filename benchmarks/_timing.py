@@ -7,14 +7,13 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import torch
 
 import abba_analysis as aa
-from abba_analysis.deltas.minilm import finetune_minilm
+from abba_analysis.deltas.minilm import cached_finetune
 
 REAL_SHAPE = (384, 1536)
 
@@ -71,11 +70,10 @@ def seconds(fn, repeats: int) -> float:
 def real_layers(count: int) -> list[aa.deltas.LayerDelta]:
     """``count`` layers (``W0`` and ``ΔW``, float32, 384 x 1536) of a real MiniLM fine-tune: its MLP
     output layers in order, repeated as needed."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tuned = finetune_minilm(tmp, seed=0)
-        pairs = aa.deltas.from_checkpoints(aa.deltas.minilm_path(), tuned, include=r"output\.dense\.weight$",
-                                           exclude="attention")
-        layers = [pairs.load(name) for name in pairs.names]
+    tuned = cached_finetune("results")  # made once, shared with reproduce
+    pairs = aa.deltas.from_checkpoints(aa.deltas.minilm_path(), tuned, include=r"output\.dense\.weight$",
+                                       exclude="attention")
+    layers = [pairs.load(name) for name in pairs.names]
     assert all(layer.shape == REAL_SHAPE for layer in layers), [layer.shape for layer in layers]
     return [layers[i % len(layers)] for i in range(count)]
 

@@ -40,7 +40,9 @@ def test_extracted_adapter_merges_to_base_plus_fits(tmp_path, finetuned, method,
         # The adapter carries the fit: its update's error against ΔW is the table's error.
         error = float(torch.linalg.matrix_norm(update - d.delta) / torch.linalg.matrix_norm(d.delta))
         assert error == pytest.approx(row.error, rel=1e-4)
-        assert row.error <= row.lora_error * 1.05 if method == "abba" else row.error == pytest.approx(row.lora_error)
+        # LoRA: the fit's float32 SVD against the float64 optimum (a norm over 147k float32 entries: 1e-5).
+        assert row.error <= row.lora_error * 1.05 if method == "abba" else row.error == pytest.approx(
+            row.lora_error, rel=1e-5)
 
 
 def test_extract_resumes_and_refits_only_what_lacks_factors(tmp_path, finetuned, monkeypatch):

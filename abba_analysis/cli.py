@@ -20,7 +20,7 @@ from . import targets
 from ._validation import compile_pattern, resolve_device
 from ._version import __version__
 from .budget import abba_ranks_for_lora
-from .fit import fit
+from .fit import EFFORTS, fit
 
 
 METHODS = ("lora", "hira", "abba")
@@ -63,6 +63,7 @@ def _fit_command(args: argparse.Namespace) -> int:
     r1, r2 = abba_ranks_for_lora(args.rank)
     common = {"device": args.device, "threads": args.threads}
     iterative = {k: v for k, v in (("max_iter", args.max_iter), ("rtol", args.rtol)) if v is not None}
+    iterative["effort"] = args.effort
     ranks = {"lora": args.rank, "hira": args.rank, "abba": (r1, r2)}
     fits = [fit(target, m, ranks[m], base=base if m == "hira" else None, seed=None if m == "lora" else args.seed,
                 **common, **({} if m == "lora" else iterative)) for m in methods]
@@ -124,7 +125,8 @@ def _sweep_command(args: argparse.Namespace) -> int:
         "experiment": {"name": args.name, "seeds": args.seeds, "dtype": args.dtype, "device": args.device,
                        "threads": args.threads},
         "targets": [target],
-        "methods": [{"method": m, "budgets": args.budgets, **({"options": iterative} if m != "lora" else {})}
+        "methods": [{"method": m, "budgets": args.budgets,
+                     **({"options": iterative, "effort": args.effort} if m != "lora" else {})}
                     for m in args.methods],
     })
     tables = run(config, args.out, executor=_executor(args), progress=not args.no_progress)
@@ -153,10 +155,17 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", default=None, help="regex on tensor names to drop")
 
 
+def _add_effort(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--effort", choices=EFFORTS, default="default",
+                   help="search effort of the iterative fits: 'thorough' searches several starts and hops "
+                        "for a lower minimum, at several times the cost (abba_analysis.search)")
+
+
 def _add_runner_options(p: argparse.ArgumentParser) -> None:
     """The options of commands that fit on the experiment runner (sweep, extract)."""
     p.add_argument("--rtol", type=float, default=1e-5, help="stopping rule of the iterative fits")
     p.add_argument("--max-iter", type=int, default=300, help="sweep limit of the iterative fits")
+    _add_effort(p)
     p.add_argument("--device", default="cpu")
     p.add_argument("--workers", type=int, default=0, help="run on this many local worker processes")
     p.add_argument("--scheduler", default=None, help="run on a Dask cluster: its scheduler address, tcp://host:port")
@@ -190,7 +199,8 @@ def _extract_command(args: argparse.Namespace) -> int:
     budget = None if args.total_params is not None else (args.budget if args.budget is not None else 16)
     result = extract(args.base, args.finetuned, args.out, method=args.method, budget=budget,
                      total_params=args.total_params, include=args.include, exclude=args.exclude, seed=args.seed,
-                     strip_prefix=args.strip_prefix, options=options, device=args.device, executor=_executor(args),
+                     strip_prefix=args.strip_prefix, options=options, effort=args.effort, device=args.device,
+                     executor=_executor(args),
                      progress=not args.no_progress)
     layers = result.layers
     shown = ["layer", "m", "n", "budget", "r1", "r2", "params", "error", "lora_error", "status"]
@@ -241,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-iter", type=int, default=None, help="sweep limit of HiRA and ABBA (default: the solver's)")
     p.add_argument("--rtol", type=float, default=None, help="stopping rule of HiRA and ABBA (default: the solver's)")
+    _add_effort(p)
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads of each CPU fit (default: chosen by size; see abba_analysis.threads)")

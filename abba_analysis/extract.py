@@ -53,6 +53,7 @@ def extract(
     seed: int = 0,
     strip_prefix: str = "",
     options: dict[str, Any] | None = None,
+    effort: str = "default",
     device: str = "cpu",
     executor: Any = None,
     progress: bool = True,
@@ -83,6 +84,8 @@ def extract(
         Removed from module names in the adapter (see :func:`~abba_analysis.export.peft_adapter`).
     options : dict, optional
         Solver options of the iterative fits (e.g. ``{"max_iter": 300, "rtol": 1e-5}``).
+    effort : {"default", "thorough"}
+        Search effort of the iterative fits (see :func:`abba_analysis.fit`).
     device : str
     executor : optional
         As for :func:`abba_analysis.experiments.run` (in-process by default).
@@ -108,7 +111,8 @@ def extract(
         "experiment": {"name": "extract", "seeds": [seed], "device": device},
         "targets": [target],
         "methods": [{"method": method, "budgets": budgets,
-                     **({"options": dict(options)} if options and method != "lora" else {})}],
+                     **({"options": dict(options)} if options and method != "lora" else {}),
+                     **({"effort": effort} if method != "lora" else {})}],
     })
     run_dir = out / RUN_DIR
     rows = experiments.run(config, run_dir, executor=executor, progress=progress, keep_factors=True).results

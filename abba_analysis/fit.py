@@ -15,8 +15,11 @@ from .inits import EXACT_SVD_MAX
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix, like_input
 from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
+from .search import Start, portfolio, search
 from .solvers import Callback, Problem, Solver, SolveOutput, get_solver, make_options
 from .threads import fit_threads, iteration_work
+
+EFFORTS = ("default", "thorough")
 
 # Default starting point per (method, solver); closed-form solvers take none.
 DEFAULT_INIT = {
@@ -55,9 +58,11 @@ class FitResult:
         A human-readable reason for ``status``.
     seconds : float
         Wall time of the whole fit, all starts included.
-    starts : int
-        Number of starts run (at most 1 + restarts: an ABBA start that reaches the rank-r1 r2 SVD
-        error ends the restarts); the best is returned.
+    starts : list of :class:`~abba_analysis.search.Start`
+        Every start run, with its init scheme, final error, iterations and stage: at most
+        ``1 + restarts`` with the default effort (an ABBA start that reaches the rank-r1 r2 SVD error
+        ends the restarts), the whole portfolio and its hops with ``effort="thorough"``. The best
+        is returned. ``sorted(s.error for s in result.starts)`` is the distribution of the minima found.
     num_params : int
         Trainable parameters.
     rank_bound : int
@@ -83,7 +88,7 @@ class FitResult:
     status: str
     message: str
     seconds: float
-    starts: int
+    starts: list[Start]
     num_params: int
     bracket: Bracket | None
     device: str
@@ -157,6 +162,7 @@ def fit(
     bracket: bool = True,
     callback: Callback | None = None,
     threads: int | None = None,
+    effort: str = "default",
     **solver_options: Any,
 ) -> FitResult | list[FitResult]:
     """Fit LoRA, HiRA or ABBA to a target matrix, or to each matrix of a stack in one batched call.
@@ -208,6 +214,14 @@ def fit(
         stack it receives the errors (numpy array) and batched factors of the targets still running,
         as the solver holds them: fitted to each target divided by its RMS value
         (``||T||_F / sqrt(m n)``), so their product times that RMS approximates the target.
+    effort : {"default", "thorough"}
+        How hard an iterative fit searches for a low minimum. ``"default"``: the starts above.
+        ``"thorough"`` (:mod:`abba_analysis.search`): a portfolio of structurally different starts
+        (the default init, the literature's ``sqrt-target`` start for ABBA or ``divide-svd`` for
+        HiRA, ``segre`` where it applies, random draws) pruned by successive halving, the last two
+        run to convergence, then perturb-and-refit hops from the best; several times the default's
+        cost. ``restarts`` and ``callback`` are for the default effort. Closed forms are exact
+        either way.
     threads : int, optional
         torch intra-op threads of a CPU fit. Default: chosen from the fit's size and the machine's
         core count (one thread for all but large fits, never more than the cores but one), unless
@@ -239,6 +253,11 @@ def fit(
     ranks = param.check_ranks(rank, shape)
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
         raise ValueError(f"restarts must be an int >= 0, got {restarts!r}")
+    if effort not in EFFORTS:
+        raise ValueError(f"effort must be one of {list(EFFORTS)}, got {effort!r}")
+    thorough = effort == "thorough" and chosen.iterative
+    if thorough and (restarts or callback is not None):
+        raise ValueError("effort='thorough' runs its own portfolio of starts: it takes no restarts= or callback=")
     w0 = None
     if base is not None:
         w0 = as_matrix(base, "base", dtype=t.dtype, device=t.device, allow_stack=stacked)
@@ -280,6 +299,12 @@ def fit(
                                                  algebraic=[r and init is None for r in representable])
         best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
                                                 _batch_callback(callback, stacked, rms if chosen.iterative else None))
+        for k in range(count) if thorough else ():
+            # The search starts after the default fit and keeps its result unless it finds lower.
+            best[k], best_scheme[k], more = search(problem.subset(torch.tensor([k])), chosen, options,
+                                                   portfolio(method, init_name), generators[k], floors[k],
+                                                   best[k], best_scheme[k])
+            starts[k] += more
         stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
         errors = problem.relative_errors(stacked_best).tolist()
         if chosen.iterative:
@@ -342,15 +367,15 @@ def _start_schedules(generators: list[np.random.Generator], iterative: bool, ini
 
 def _run_starts(problem: Problem, chosen: Solver, options: Any, schedules: list[list[str | None]],
                 start_rngs: list[list[np.random.Generator]], floors: list[float], callback: Callback | None,
-                ) -> tuple[list[SolveOutput], list[str | None], list[int]]:
+                ) -> tuple[list[SolveOutput], list[str | None], list[list[Start]]]:
     """Run every target's starts in turn, batching the targets whose current start uses the same scheme;
-    a target stops once a start reaches its floor. Returns the best output, its scheme and the number
-    of starts run, per target."""
+    a target stops once a start reaches its floor. Returns the best output, its scheme and the record
+    of every start run, per target."""
     count = problem.batch
     shape, method = problem.shape, problem.method.name
     best: list[SolveOutput | None] = [None] * count
     best_scheme: list[str | None] = [None] * count
-    starts = [0] * count
+    starts: list[list[Start]] = [[] for _ in range(count)]
     pending, attempt = list(range(count)), 0
     while pending:
         by_scheme: dict[str | None, list[int]] = {}
@@ -369,7 +394,7 @@ def _run_starts(problem: Problem, chosen: Solver, options: Any, schedules: list[
                 factors0 = {name: torch.stack([f[name] for f in per_target]) for name in per_target[0]}
             outs = chosen.solve(part, factors0, options, callback, [start_rngs[k][attempt] for k in group])
             for k, out in zip(group, outs, strict=True):
-                starts[k] += 1
+                starts[k].append(Start(scheme or chosen.name, min(out.history), out.iterations, "final"))
                 if best[k] is None or min(out.history) < min(best[k].history):
                     best[k], best_scheme[k] = out, scheme
         attempt += 1

@@ -16,7 +16,8 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_executors``: a sweep in-process vs on local processes and on a Dask cluster;
 - ``bench_threads``: fits idle and beside busy processes, the thread policy vs torch's default threads;
 - ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare;
-- ``bench_extract_memory``: peak memory of ``extract`` on a checkpoint pair vs its largest layer pair and one fit.
+- ``bench_extract_memory``: peak memory of ``extract`` on a checkpoint pair vs its largest layer pair and one fit;
+- ``bench_thorough``: ``effort="thorough"`` vs the default fit, restarts, the literature's solver and long Adam.
 
     python benchmarks/run_all.py            # the settings recorded in benchmarks/RESULTS.md (about an hour on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes and few repeats: a few minutes, for checking the scripts
@@ -47,6 +48,7 @@ FULL = {
     "bench_threads": [],
     "bench_sweep_floor": [],
     "bench_extract_memory": [],
+    "bench_thorough": [],
 }
 QUICK = {
     "bench_abba_solvers": ["--shapes", "256x256", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1",
@@ -63,6 +65,7 @@ QUICK = {
     "bench_threads": ["--quick"],
     "bench_sweep_floor": ["--shapes", "256x256", "--ranks", "4", "16", "--threads", "1", "--repeats", "3"],
     "bench_extract_memory": ["--gigabytes", "0.13"],
+    "bench_thorough": ["--quick"],
 }
 
 

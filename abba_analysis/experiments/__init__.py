@@ -21,6 +21,7 @@ bracket_position          (error - lower) / (upper - lower)
 lora_error                LoRA's optimal error at the same budget
 target_norm               ||T||_F (errors are relative to it)
 iterations, status        of the solver
+effort, starts            the search effort ("default" or "thorough") and the number of starts run
 seconds, device, dtype    wall time of the fit, where and in what precision it ran
 abba_analysis, torch,     package versions
 numpy, python

@@ -18,7 +18,7 @@ solver options, and the seeds; :func:`expand` turns it into self-describing work
     base = "gaussian"          # W0 for random targets: a random matrix of this kind (seed + 10000)
 
     [[targets]]
-    kind = "low_rank"          # orthogonal | low_rank | sparse | gaussian | power_law | checkpoint
+    kind = "low_rank"          # orthogonal | low_rank | sparse | gaussian | power_law | uniform | exp_decay | checkpoint
     shape = [512, 512]
     options = { rank = 32 }    # passed to the generator
 
@@ -34,6 +34,7 @@ solver options, and the seeds; :func:`expand` turns it into self-describing work
     solvers = ["auto"]
     inits = ["svd-ones"]       # optional; default: the solver's default
     options = { rtol = 1e-5 }  # solver options
+    effort = "thorough"        # optional; "default" or "thorough" (abba_analysis.search)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import inits as init_registry
+from ..fit import EFFORTS
 from .._validation import compile_pattern, resolve_device
 from .. import targets as target_generators
 from ..parameterizations import get_method
@@ -88,6 +90,7 @@ class MethodSpec:
     solvers: tuple[str, ...] = ("auto",)
     inits: tuple[str | None, ...] = (None,)
     options: dict[str, Any] = field(default_factory=dict)
+    effort: str = "default"
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class Config:
 _SECTIONS = {"experiment", "hira", "targets", "methods"}
 _EXPERIMENT_KEYS = {"name", "seeds", "dtype", "device", "threads", "spectra", "history"}
 _TARGET_KEYS = {"kind", "shape", "options", "base", "finetuned", "include", "exclude"}
-_METHOD_KEYS = {"method", "budgets", "ranks", "solver", "solvers", "init", "inits", "options"}
+_METHOD_KEYS = {"method", "budgets", "ranks", "solver", "solvers", "init", "inits", "options", "effort"}
 
 
 def _table(value: Any, where: str) -> dict:
@@ -232,7 +235,11 @@ def _parse_method(raw: Any, where: str) -> MethodSpec:
                 raise ConfigError(f"{where}.inits: {error}") from None
             if param.name not in scheme.methods:
                 raise ConfigError(f"{where}.inits: {init!r} applies to {list(scheme.methods)}, not {param.name!r}")
-    return MethodSpec(param.name, budgets=budgets, ranks=ranks, solvers=solvers, inits=inits, options=dict(options))
+    effort = raw.get("effort", "default")
+    if effort not in EFFORTS:
+        raise ConfigError(f"{where}.effort must be one of {list(EFFORTS)}, got {effort!r}")
+    return MethodSpec(param.name, budgets=budgets, ranks=ranks, solvers=solvers, inits=inits, options=dict(options),
+                      effort=effort)
 
 
 def parse(raw: dict[str, Any]) -> Config:

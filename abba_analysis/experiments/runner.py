@@ -95,7 +95,7 @@ def expand(config: Config) -> list[WorkUnit]:
                             units.append(WorkUnit(
                                 config.name, ref, spec.method, budget, tuple(ranks), solver, init, seed,
                                 tuple(sorted(spec.options.items())), config.dtype, config.device,
-                                config.spectra, config.history, config.threads))
+                                config.spectra, config.history, config.threads, spec.effort))
     return units
 
 

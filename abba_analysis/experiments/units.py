@@ -33,6 +33,7 @@ HIRA_BASE_SEED_OFFSET = 10_000
 # Sweeps a block-coordinate fit typically runs, for progress estimates only: medians over the Fig. 2
 # grid at 0.5.0 were HiRA 13-33 (up to 60), ABBA 40-160 (up to the limit of 200).
 TYPICAL_SWEEPS = {"hira": 35, "abba": 100}
+THOROUGH_COST = 6  # a thorough fit's cost in default fits, about (abba_analysis.search)
 SPECTRUM_LENGTH = 256
 
 
@@ -75,12 +76,17 @@ class WorkUnit:
     spectra: bool = False
     history: bool = False
     threads: int | None = None
+    effort: str = "default"
 
     @property
     def key(self) -> str:
         """A stable hash of everything that determines the result, the package's version included
-        (its solvers' defaults are not in the unit's options)."""
-        payload = json.dumps({**asdict(self), "version": __version__}, sort_keys=True, default=str)
+        (its solvers' defaults are not in the unit's options). The default effort is left out of it,
+        so that journals written before efforts existed stay valid."""
+        fields = asdict(self)
+        if self.effort == "default":
+            del fields["effort"]
+        payload = json.dumps({**fields, "version": __version__}, sort_keys=True, default=str)
         return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
     @property
@@ -96,6 +102,8 @@ class WorkUnit:
         iterations = (options.steps if solver.name == "adam" else TYPICAL_SWEEPS[self.method] if solver.iterative
                       else 1)
         m, n = self.target.shape
+        if self.effort == "thorough" and solver.iterative:
+            iterations *= THOROUGH_COST
         return float(iteration_work(solver.name, 1, (m, n), self.ranks) * iterations + 2 * m * n * min(m, n))
 
 
@@ -187,7 +195,7 @@ class Batch:
 def batch_key(unit: WorkUnit) -> tuple:
     """Units with equal batch keys can be fitted in one batched call."""
     return (unit.experiment, unit.target.shape, unit.method, unit.budget, unit.ranks, unit.solver, unit.init,
-            unit.options, unit.dtype, unit.device, unit.spectra, unit.history, unit.threads)
+            unit.options, unit.dtype, unit.device, unit.spectra, unit.history, unit.threads, unit.effort)
 
 
 def make_batches(units: list[WorkUnit], *, max_size: int = 64, max_elements: int = 2**22,
@@ -240,7 +248,7 @@ def run_batch(batch: Batch, keep_factors: bool = False) -> list[dict[str, Any]]:
                   seed=unit.seed if len(batch) == 1 else [u.seed for u in batch.units],
                   device=unit.device, dtype=unit.dtype, bracket=False, threads=unit.threads,
                   callback=(lambda *_: stamps.append(time.perf_counter() - start)) if unit.history else None,
-                  **dict(unit.options))
+                  effort=unit.effort, **dict(unit.options))
     results = [results] if len(batch) == 1 else results
     records = [_record(u, result, spectrum, stamps)
                for u, result, spectrum in zip(batch.units, results, spectra, strict=True)]
@@ -296,7 +304,8 @@ def _record(unit: WorkUnit, result: FitResult, spectrum: np.ndarray, stamps: lis
         "bracket_position": (result.error - lower) / width if width > 0 else float("nan"),
         "lora_error": metrics.truncated_svd_error(spectrum, min(unit.budget, k)),
         "target_norm": float(np.sqrt(np.sum(np.square(spectrum)))),
-        "iterations": result.iterations, "status": result.status, "seconds": result.seconds,
+        "iterations": result.iterations, "status": result.status, "effort": unit.effort,
+        "starts": len(result.starts), "seconds": result.seconds,
         "device": result.device, "dtype": result.dtype, **versions(),
     }
     spectra = []

@@ -216,12 +216,12 @@ def fit(
         (``||T||_F / sqrt(m n)``), so their product times that RMS approximates the target.
     effort : {"default", "thorough"}
         How hard an iterative fit searches for a low minimum. ``"default"``: the starts above.
-        ``"thorough"`` (:mod:`abba_analysis.search`): a portfolio of structurally different starts
-        (the default init, the literature's ``sqrt-target`` start for ABBA or ``divide-svd`` for
-        HiRA, ``segre`` where it applies, random draws) pruned by successive halving, the last two
-        run to convergence, then perturb-and-refit hops from the best; several times the default's
-        cost. ``restarts`` and ``callback`` are for the default effort. Closed forms are exact
-        either way.
+        ``"thorough"`` (:mod:`abba_analysis.search`): after the default fit, a portfolio of other
+        starts (the literature's ``sqrt-target`` start for ABBA or ``divide-svd`` for HiRA, random
+        draws) pruned by successive halving, the last three run to convergence, then
+        perturb-and-refit hops from the best minimum; it never ends above the default fit and costs
+        several of them (``bench_thorough``). ``restarts`` and ``callback`` are for the default
+        effort. Closed forms are exact either way.
     threads : int, optional
         torch intra-op threads of a CPU fit. Default: chosen from the fit's size and the machine's
         core count (one thread for all but large fits, never more than the cores but one), unless

@@ -5,7 +5,7 @@ different minima. After the default fit (whose result the search can only improv
 search runs a portfolio of structurally different starts as one batch (the Hadamard-decomposition
 literature's ``sqrt-target`` start for ABBA, ``divide-svd`` for HiRA, random draws), prunes them by
 successive halving (every survivor runs a rung of sweeps, the worse half stops, the next rung is twice
-as long), runs the last two to convergence, then tries to leave the best minimum found by anyone: it
+as long), runs the last three to convergence, then tries to leave the best minimum found by anyone: it
 perturbs the best factors and refits (basin hopping), keeping a refit only if it ends lower. Every start and hop is recorded
 (:class:`Start`), so the distribution of the minima a problem has can be studied.
 """
@@ -22,8 +22,8 @@ from . import inits
 from .solvers import Problem, Solver, SolveOutput
 
 RANDOM_STARTS = 12  # random draws in the portfolio, beside the structured starts
-FIRST_RUNG = 8  # sweeps of the first successive-halving rung; each later rung doubles it
-FINALISTS = 2  # starts run to convergence
+FIRST_RUNG = 32  # sweeps of the first successive-halving rung; each later rung doubles it
+FINALISTS = 3  # starts run to convergence
 HOPS = 5  # perturb-and-refit attempts from the best minimum
 HOP_SCALE = 0.1  # relative size of a hop's perturbation of each factor entry
 

@@ -65,6 +65,7 @@ def test_finetune_is_seeded_reused_and_changes_every_encoder_layer(tmp_path):
                                   "text_digest": corpus_digest(docstring_corpus())}
     assert len(report["losses"]) == 2 and all(7 < loss < 12 for loss in report["losses"])  # ~ log(30522) = 10.3
     assert 0 <= report["held_out_accuracy"] <= 1
+    assert report["torch"] == torch.__version__ and report["threads"] >= 1
 
     stamp = a.stat().st_mtime_ns
     assert minilm.finetune_minilm(tmp_path / "a", **small) == a and a.stat().st_mtime_ns == stamp  # reused

@@ -62,8 +62,8 @@ def finetune_minilm(
 
     Writes the encoder's weights as ``out_dir/model.safetensors`` (the same tensor names as the base
     model, so :func:`abba_analysis.deltas.from_checkpoints` pairs them) and ``out_dir/finetune.json``:
-    the settings, the text's digest, the training loss of every step, and the masked-LM loss and
-    accuracy on held-out sequences afterwards. A directory that already holds a fine-tune with the
+    the settings, the text's digest, the training loss of every step, the masked-LM loss and
+    accuracy on held-out sequences afterwards, and the torch version and thread count it ran on. A directory that already holds a fine-tune with the
     same settings and text is reused (the first run takes minutes, later ones none). Files are
     written under temporary names and renamed, so an interrupted run leaves nothing half-written;
     the same seed gives the same checkpoint on the same machine and library versions.
@@ -219,4 +219,6 @@ def _finetune(out: Path, texts: tuple[str, ...], settings: dict, progress: bool)
     return {"sequences": len(train), "epochs": round(steps * batch / len(train), 3), "losses": losses,
             "held_out_loss": round(held_loss.item(), 4), "held_out_accuracy": round(held_accuracy.item(), 4),
             "held_out_perplexity": round(math.exp(held_loss.item()), 2),
-            "seconds": round(time.perf_counter() - start, 1)}
+            "seconds": round(time.perf_counter() - start, 1),
+            # Float sums depend on these: the same seed gives the same checkpoint only with the same.
+            "torch": torch.__version__, "threads": torch.get_num_threads()}

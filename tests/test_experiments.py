@@ -340,3 +340,18 @@ def test_time_left_waits_for_five_percent_then_extrapolates_the_average_rate():
     assert _time_left(60.0, 0.5, 1.0) == "about 60 s left"
     assert _time_left(600.0, 0.5, 1.0) == "about 10 min left"
     assert _time_left(60.0, 0.25, 0.5) == "about 60 s left"  # a resumed run: half the work was already done
+
+
+def test_fig2_constructions_match_the_papers_lora_errors():
+    """The built-in fig2-constructions config holds, for each of the paper's Fig. 2 panels, a target whose
+    LoRA error at r = 72 is the paper's (orthogonal 0.95, low-rank 0.44, sparse 0.72, random 0.19), and
+    the i.i.d. candidates for "random" that are not."""
+    config = experiments.builtin("fig2-constructions")
+    lora = {}
+    for spec in config.targets:
+        target = aa.targets.make(spec.kind, *spec.shape, seed=0, **spec.options)
+        lora[spec.kind] = aa.metrics.truncated_svd_error(target, 72)
+    for kind, paper in {"orthogonal": 0.95, "low_rank": 0.44, "sparse": 0.72, "exp_decay": 0.19,
+                        "power_law": 0.19}.items():
+        assert lora[kind] == pytest.approx(paper, abs=0.025), (kind, lora[kind])
+    assert lora["gaussian"] > 0.8 and lora["uniform"] > 0.4  # far from the 'random' panel's 0.19

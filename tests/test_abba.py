@@ -437,3 +437,21 @@ def test_batched_fit_allocates_its_sweep_buffers_once(monkeypatch, method, rank)
         assert {"outer", "lowrank_gram"} <= storages.keys()
     for name, pointers in storages.items():
         assert len(pointers) >= 20 and len(set(pointers)) <= 2, name
+
+
+def test_a_row_whose_solve_is_not_finite_does_not_move():
+    """The exact update leaves a row whose r x r solve returns NaN or inf where it is (a zero step,
+    which cannot raise the error): a float32 Gram matrix that rounding left indefinite despite the
+    ridge once gave LAPACK's LU NaN with info 0, and a batched 768 x 768 sparse fit 'diverged' after
+    one sweep where the same fit alone converged."""
+    from abba_analysis.solvers.als import _lu_step
+
+    gen = torch.Generator().manual_seed(0)
+    factors = torch.randn(3, 4, 4, generator=gen, dtype=torch.float64)
+    system = factors @ factors.mT + torch.eye(4, dtype=torch.float64)
+    system[1, 0, 0] = float("nan")  # a system whose solution cannot be finite
+    rhs = torch.randn(3, 4, generator=gen, dtype=torch.float64)
+    step = _lu_step(system.clone(), None, rhs)
+    assert torch.equal(step[1], torch.zeros(4, dtype=torch.float64))
+    for i in (0, 2):
+        torch.testing.assert_close(step[i], torch.linalg.solve(system[i], rhs[i]))

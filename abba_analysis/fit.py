@@ -21,6 +21,13 @@ from .threads import fit_threads, iteration_work
 
 EFFORTS = ("default", "thorough")
 
+
+def check_effort(effort: object) -> None:
+    """Raise ValueError unless ``effort`` is one of :data:`EFFORTS`."""
+    if effort not in EFFORTS:
+        raise ValueError(f"effort must be one of {list(EFFORTS)}, got {effort!r}")
+
+
 # Default starting point per (method, solver); closed-form solvers take none.
 DEFAULT_INIT = {
     ("lora", "adam"): "lora-style",
@@ -253,8 +260,7 @@ def fit(
     ranks = param.check_ranks(rank, shape)
     if isinstance(restarts, bool) or not isinstance(restarts, (int, np.integer)) or restarts < 0:
         raise ValueError(f"restarts must be an int >= 0, got {restarts!r}")
-    if effort not in EFFORTS:
-        raise ValueError(f"effort must be one of {list(EFFORTS)}, got {effort!r}")
+    check_effort(effort)
     thorough = effort == "thorough" and chosen.iterative
     if thorough and (restarts or callback is not None):
         raise ValueError("effort='thorough' runs its own portfolio of starts: it takes no restarts= or callback=")

@@ -220,11 +220,10 @@ def _real_layers(base: str, tuned: str, include: str, budgets: list[int]) -> pd.
 
 def _real_layer_lines(layers: pd.DataFrame, tuned: Path) -> list[str]:
     lines = []
-    record = tuned / "finetune.json"
-    if record.exists():  # the MiniLM fine-tune; a generated pair has no record
-        import json
+    if (tuned / "finetune.json").exists():  # the MiniLM fine-tune; a generated pair has no record
+        from .deltas.minilm import finetune_report
 
-        report = json.loads(record.read_text())
+        report = finetune_report(tuned)
         s = report["settings"]
         lines.append(f"Fine-tune: masked LM on the standard library's docstrings and pydoc topics ({s['text']}; "
                      f"{report['sequences']} sequences of {s['seq_len']} tokens), all weights, {s['steps']} AdamW steps "

@@ -5,9 +5,10 @@ different minima. After the default fit (whose result the search can only improv
 search runs a portfolio of structurally different starts as one batch (the Hadamard-decomposition
 literature's ``sqrt-target`` start for ABBA, ``divide-svd`` for HiRA, random draws), prunes them by
 successive halving (every survivor runs a rung of sweeps, the worse half stops, the next rung is twice
-as long), runs the last three to convergence, then tries to leave the best minimum found by anyone: it
-perturbs the best factors and refits (basin hopping), keeping a refit only if it ends lower. Every start and hop is recorded
-(:class:`Start`), so the distribution of the minima a problem has can be studied.
+as long), runs the last three to convergence, then tries to leave the best minimum found by anyone:
+it perturbs the best factors and refits (basin hopping), keeping a refit only if it ends lower. Every
+start and hop is recorded (:class:`Start`), so the distribution of the minima a problem has can be
+studied.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: n
                                seed=g, dtype=target.dtype, device=target.device) for s, g in zip(schemes, rngs, strict=False)]
     factors = {name: torch.stack([f[name] for f in starts]) for name in starts[0]}
     histories: list[list[float]] = [[] for _ in schemes]
+    statuses = ["converged"] * len(schemes)  # each start's last solver status
     records: list[Start] = []
     alive, sweeps = list(range(len(schemes))), FIRST_RUNG
     while True:
@@ -82,6 +84,7 @@ def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: n
         outs = _solve(problem, solver, rung, {k: v[alive] for k, v in factors.items()}, [rngs[i] for i in alive])
         for i, out in zip(alive, outs, strict=True):
             histories[i] += out.history if not histories[i] else out.history[1:]
+            statuses[i] = out.status
             for name, value in out.factors.items():
                 factors[name][i] = value
         errors = {i: histories[i][-1] for i in alive}
@@ -94,9 +97,9 @@ def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: n
         for i in ranked[len(survivors):]:
             records.append(Start(schemes[i], errors[i], len(histories[i]) - 1, "pruned"))
         alive, sweeps = sorted(survivors), 2 * sweeps
-    index = min((i for i in range(len(schemes)) if histories[i]), key=lambda i: histories[i][-1])
+    index = min(range(len(schemes)), key=lambda i: histories[i][-1])  # every start ran the first rung
     best_factors = {k: v[index].clone() for k, v in factors.items()}
-    best_history, best_scheme, status = histories[index], schemes[index], "converged"
+    best_history, best_scheme, status = histories[index], schemes[index], statuses[index]
     if min(incumbent.history) <= best_history[-1]:
         best_factors = {k: v.clone() for k, v in incumbent.factors.items()}
         best_history, best_scheme, status = list(incumbent.history), incumbent_scheme, incumbent.status

@@ -63,8 +63,9 @@ def finetune_minilm(
     Writes the encoder's weights as ``out_dir/model.safetensors`` (the same tensor names as the base
     model, so :func:`abba_analysis.deltas.from_checkpoints` pairs them) and ``out_dir/finetune.json``:
     the settings, the text's digest, the training loss of every step, the masked-LM loss and
-    accuracy on held-out sequences afterwards, and the torch version and thread count it ran on. A directory that already holds a fine-tune with the
-    same settings and text is reused (the first run takes minutes, later ones none). Files are
+    accuracy on held-out sequences afterwards, and the torch version and thread count it ran on. A
+    directory that already holds a fine-tune with the same settings and text is reused (the first
+    run takes minutes, later ones none). Files are
     written under temporary names and renamed, so an interrupted run leaves nothing half-written;
     the same seed gives the same checkpoint on the same machine and library versions.
 

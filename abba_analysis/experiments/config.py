@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import inits as init_registry
-from ..fit import EFFORTS
+from ..fit import check_effort
 from .._validation import compile_pattern, resolve_device
 from .. import targets as target_generators
 from ..parameterizations import get_method
@@ -236,8 +236,10 @@ def _parse_method(raw: Any, where: str) -> MethodSpec:
             if param.name not in scheme.methods:
                 raise ConfigError(f"{where}.inits: {init!r} applies to {list(scheme.methods)}, not {param.name!r}")
     effort = raw.get("effort", "default")
-    if effort not in EFFORTS:
-        raise ConfigError(f"{where}.effort must be one of {list(EFFORTS)}, got {effort!r}")
+    try:
+        check_effort(effort)
+    except ValueError as error:
+        raise ConfigError(f"{where}.{error}") from None
     return MethodSpec(param.name, budgets=budgets, ranks=ranks, solvers=solvers, inits=inits, options=dict(options),
                       effort=effort)
 

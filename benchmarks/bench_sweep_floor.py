@@ -11,8 +11,8 @@ Per sweep, with two pairs and two blocks per pair (k = ``INEXACT_CG_STEPS``):
   residual) and per conjugate-gradient step one ``(m, r) @ (r, n)`` product, one pass and one product
   with the m x n result;
 - exact (dense Gram route): per pair the weight product and the squaring pass; per block the Gram
-  product ``(m, n) @ (n, r^2)`` (rows; ``(n, m) @ (m, r^2)`` for columns), the residual and the
-  gradient as above. Where the low-rank Gram route applies (small r), the exact sweep skips the Gram
+  product over the r(r+1)/2 distinct entries, ``(r(r+1)/2, n) @ (n, m)`` (rows; ``(r(r+1)/2, m) @
+  (m, n)`` for columns), the residual and the gradient as above. Where the low-rank Gram route applies (small r), the exact sweep skips the Gram
   product and is not compared.
 
 Both sweeps run on one target (``K = 1``), float32, on 1 and 2 torch threads; medians of ``--repeats``.
@@ -45,8 +45,9 @@ def floor(m: int, n: int, r: int, inexact: bool, repeats: int) -> float:
     if inexact:
         per_block += INEXACT_CG_STEPS * (thin + elementwise + back)
     else:
-        outer_rows, outer_cols = torch.randn(n, r * r, generator=gen), torch.randn(m, r * r, generator=gen)
-        per_block += (seconds(lambda: big @ outer_rows, repeats) + seconds(lambda: big.mT @ outer_cols, repeats)) / 2
+        pairs = r * (r + 1) // 2
+        pairs_rows, pairs_cols = torch.randn(pairs, n, generator=gen), torch.randn(pairs, m, generator=gen)
+        per_block += (seconds(lambda: pairs_rows @ big.mT, repeats) + seconds(lambda: pairs_cols @ big, repeats)) / 2
     return 2 * per_pair + 4 * per_block
 
 

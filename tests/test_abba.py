@@ -434,7 +434,7 @@ def test_batched_fit_allocates_its_sweep_buffers_once(monkeypatch, method, rank)
     assert {"residual", "gram", "system"} <= storages.keys()
     if method == "abba":
         assert not lowrank_route_is_cheaper(30, 5, 50, torch.float32) and lowrank_route_is_cheaper(30, 2, 50, torch.float32)
-        assert {"outer", "lowrank_gram"} <= storages.keys()
+        assert {"pairs", "packed_gram", "lowrank_gram"} <= storages.keys()
     for name, pointers in storages.items():
         assert len(pointers) >= 20 and len(set(pointers)) <= 2, name
 

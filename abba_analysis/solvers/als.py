@@ -24,6 +24,7 @@ diagonal of ``G_i``) keeps rank-deficient rows solvable.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -106,22 +107,45 @@ class ALSOptions:
         check_range("shrink", self.shrink, 1.0)
 
 
-def _outer_rows(x: torch.Tensor, workspace: Workspace | None, name: str = "outer") -> torch.Tensor:
+def _outer_rows(x: torch.Tensor, workspace: Workspace | None, name: str) -> torch.Tensor:
     """``(..., p, r) -> (..., p, r*r)``: row i is ``kron(x[i], x[i])`` (in the workspace's ``name``)."""
     column, row = x[..., :, None], x[..., None, :]
     return torch.mul(column, row, out=scratch(workspace, name, column, row)).flatten(-2)
 
 
+@functools.lru_cache(maxsize=64)
+def _symmetric_layout(r: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rows, cols, position)``: the r(r+1)/2 entries of an r x r upper triangle, and for each of the
+    r² entries of a symmetric matrix (row-major) its place among them."""
+    rows, cols = torch.triu_indices(r, r)
+    position = torch.empty(r, r, dtype=torch.long)
+    position[rows, cols] = position[cols, rows] = torch.arange(len(rows))
+    return rows.to(device), cols.to(device), position.flatten().to(device)
+
+
 def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor,
                       workspace: Workspace | None = None) -> torch.Tensor:
-    """``G[i] = basis diag(squared_weight[i]) basis^T`` for every row i: one GEMM, ``O(p n r^2)``.
+    """``G[i] = basis diag(squared_weight[i]) basis^T`` for every row i: one GEMM, ``O(p n r(r+1)/2)``.
 
     ``squared_weight: (..., p, n)`` (the weight squared element-wise, computed once by the caller
-    and shared by the row and column updates), ``basis: (..., r, n)`` -> ``(..., p, r, r)``, in the
-    workspace's ``"gram"`` buffer when one is given.
+    and shared by the row and column updates), ``basis: (..., r, n)`` -> ``(..., p, r, r)``.
+    The Grams are symmetric, so the GEMM computes each distinct entry once (half of the r² products
+    a full one would) and copies it to both places. The result is a view of storage laid out
+    ``(..., r, r, p)`` (the workspace's ``"gram"`` buffer when one is given): the systems of each
+    entry side by side, as :func:`proximal_step`'s lane-wise solver takes them.
     """
     r = basis.shape[-2]
-    return product(squared_weight, _outer_rows(basis.mT, workspace), workspace, "gram").unflatten(-1, (r, r))
+    rows, cols, position = _symmetric_layout(r, basis.device)
+    pair_shape = (*basis.shape[:-2], len(rows), basis.shape[-1])
+
+    def picked(index: torch.Tensor, name: str) -> torch.Tensor:
+        return torch.index_select(basis, -2, index, out=None if workspace is None else workspace.like(name, pair_shape, basis))
+
+    pairs = picked(rows, "pairs").mul_(picked(cols, "pairs_other"))  # (..., r(r+1)/2, n)
+    packed = product(pairs, squared_weight.mT, workspace, "packed_gram")  # (..., r(r+1)/2, p)
+    shape = (*packed.shape[:-2], r * r, packed.shape[-1])
+    full = torch.index_select(packed, -2, position, out=None if workspace is None else workspace.like("gram", shape, packed))
+    return full.unflatten(-2, (r, r)).movedim(-1, -3)
 
 
 def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Tensor,

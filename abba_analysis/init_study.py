@@ -9,7 +9,8 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,9 @@ from ._progress import progress_bar
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix
 from .fit import fit
 from .parameterizations import abba_apply, get_method
+
+if TYPE_CHECKING:
+    from .experiments.runner import Executor
 
 SCALES: dict[str, float] = {"1": 0.0, "(r1 r2)^-1/6": 1 / 6, "(r1 r2)^-1/4": 1 / 4, "(r1 r2)^-1/2": 1 / 2}
 """Scale laws of the paper's Thm 2, as exponents e in ``s = (r1 r2)^-e``."""
@@ -111,6 +115,40 @@ def scaling_moments(
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class _QualityFit:
+    """One fit of :func:`fit_quality`: plain data, so that an executor can send it to a worker."""
+
+    key: int
+    target_name: str
+    target: np.ndarray
+    base: np.ndarray | None
+    scheme: str
+    seed: int
+    ranks: tuple[int, int]
+    solver: str
+    checkpoints: tuple[int, ...]
+    level: float | None
+    options: dict
+
+
+def _quality_row(job: _QualityFit) -> tuple[int, dict]:
+    stamps = []
+    start = time.perf_counter()
+    result = fit(job.target, "abba", job.ranks, base=job.base, solver=job.solver, init=job.scheme, seed=job.seed,
+                 bracket=False, callback=lambda *_: stamps.append(time.perf_counter() - start), **job.options)
+    h = result.history
+    row = {"target": job.target_name, "scheme": job.scheme, "seed": job.seed, "start_error": float(h[0])}
+    for k in job.checkpoints:
+        row[f"error_at_{k}"] = float(h[min(k, len(h) - 1)])
+    row["final_error"] = result.error
+    row["seconds"] = result.seconds
+    if job.level is not None:
+        hit = np.nonzero(h[1:] <= job.level)[0]
+        row["seconds_to_threshold"] = float(stamps[hit[0]]) if hit.size else float("inf")
+    return job.key, row
+
+
 def fit_quality(
     targets: Mapping[str, tuple[ArrayLike, ArrayLike | None]],
     ranks: tuple[int, int],
@@ -120,6 +158,7 @@ def fit_quality(
     checkpoints: Sequence[int] = (50, 200),
     threshold: float | Mapping[str, float] | None = None,
     solver: str = "adam",
+    executor: Executor | None = None,
     progress: bool = False,
     **solver_options,
 ) -> pd.DataFrame:
@@ -139,6 +178,9 @@ def fit_quality(
         a mapping gives one threshold per target.
     solver : str
         Default ``"adam"`` (initialization matters most to gradient training).
+    executor : optional
+        Where the fits run (:mod:`abba_analysis.experiments.executors`); default this process.
+        Every fit is independent and seeded, so the errors do not depend on it.
     progress : bool
         Show a progress bar over the fits.
     **solver_options
@@ -146,29 +188,23 @@ def fit_quality(
 
     Returns
     -------
-    DataFrame with one row per (target, scheme, seed): ``target``, ``scheme``, ``seed``,
+    DataFrame with one row per (target, scheme, seed), in that order: ``target``, ``scheme``, ``seed``,
     ``start_error``, ``error_at_<k>``, ``final_error``, ``seconds``, ``seconds_to_threshold``.
     """
-    rows = []
-    schemes = list(schemes)
-    with progress_bar(total=len(targets) * len(schemes) * len(seeds), desc="init schemes", unit="fit",
-              disable=not progress) as bar:
-        for (target_name, (target, base)), scheme, seed in itertools.product(targets.items(), schemes, seeds):
-            stamps = []
-            start = time.perf_counter()
-            result = fit(target, "abba", ranks, base=base, solver=solver, init=scheme, seed=seed,
-                         bracket=False, callback=lambda *_: stamps.append(time.perf_counter() - start),
-                         **solver_options)
-            h = result.history
-            row = {"target": target_name, "scheme": scheme, "seed": seed, "start_error": float(h[0])}
-            for k in checkpoints:
-                row[f"error_at_{k}"] = float(h[min(k, len(h) - 1)])
-            row["final_error"] = result.error
-            row["seconds"] = result.seconds
-            if threshold is not None:
-                level = threshold[target_name] if isinstance(threshold, Mapping) else threshold
-                hit = np.nonzero(h[1:] <= level)[0]
-                row["seconds_to_threshold"] = float(stamps[hit[0]]) if hit.size else float("inf")
-            rows.append(row)
+    from .experiments.executors import InProcess
+
+    jobs = []
+    for (name, (target, base)), scheme, seed in itertools.product(targets.items(), list(schemes), seeds):
+        level = threshold[name] if isinstance(threshold, Mapping) else threshold
+        jobs.append(_QualityFit(len(jobs), name, as_matrix(target, "target").cpu().numpy(),
+                                None if base is None else as_matrix(base, "base").cpu().numpy(), scheme, seed,
+                                tuple(ranks), solver,
+                                tuple(checkpoints), None if level is None else float(level), dict(solver_options)))
+    rows = {}
+    with progress_bar(total=len(jobs), desc="init schemes", unit="fit", disable=not progress) as bar:
+        # Largest targets first, so that workers do not end waiting on one costly fit.
+        by_size = sorted(jobs, key=lambda job: -job.target.size)
+        for key, row in (executor or InProcess()).map_unordered(_quality_row, by_size):
+            rows[key] = row
             bar.update(1)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([rows[k] for k in sorted(rows)])

@@ -1,5 +1,6 @@
 """Executors: local processes and a Dask cluster give the in-process table, and survive dead workers."""
 
+import contextlib
 import os
 import signal
 import threading
@@ -54,6 +55,36 @@ def test_local_processes_give_the_in_process_table(tmp_path, reference):
     pd.testing.assert_frame_equal(by_key(result.results), reference)
 
 
+def test_init_study_fits_on_local_processes_give_the_in_process_table(tmp_path, reference):
+    """Also: one pool serves every call inside ``with`` (reproduce's stages share it)."""
+    from abba_analysis import init_study, targets
+
+    study = {"g": (targets.gaussian(24, 20, seed=0), targets.gaussian(24, 20, seed=1)),
+             "s": (targets.make("sparse", 20, seed=2, density=0.2), None)}
+    kwargs = dict(seeds=(0, 1), checkpoints=(5,), threshold=0.9, steps=30)
+    schemes = ["abba-paper", "svd-ones"]
+    alone = init_study.fit_quality(study, (2, 2), schemes, **kwargs)
+    with LocalProcesses(2) as executor:
+        pids = {r for _, r in executor.map_unordered(worker_pid, [Keyed(k) for k in range(4)])}
+        spread = init_study.fit_quality(study, (2, 2), schemes, executor=executor, **kwargs)
+        result = experiments.run(experiments.load(CONFIG), tmp_path, executor=executor, progress=False)
+        assert {r for _, r in executor.map_unordered(worker_pid, [Keyed(k) for k in range(4)])} <= pids
+    pd.testing.assert_frame_equal(by_key(result.results), reference)
+    columns = ["target", "scheme", "seed", "start_error", "error_at_5", "final_error"]
+    assert len(alone) == 8 and list(alone.scheme[:2]) == ["abba-paper"] * 2  # (target, scheme, seed) order
+    pd.testing.assert_frame_equal(spread[columns], alone[columns])
+
+
+class Keyed:
+    def __init__(self, key):
+        self.key = key
+
+
+def worker_pid(item):
+    time.sleep(0.05)  # so that both workers take some
+    return item.key, os.getpid()
+
+
 class DieOnce:
     """A unit whose first run kills its worker process (a crash mid-fit); later runs fit normally."""
 
@@ -68,10 +99,15 @@ def run_or_die(item):
     return run_unit(item.unit)
 
 
-def test_a_dead_local_worker_costs_only_its_in_flight_units(tmp_path):
+@pytest.mark.parametrize("shared_pool", [False, True])
+def test_a_dead_local_worker_costs_only_its_in_flight_units(tmp_path, shared_pool):
     units = experiments.expand(experiments.load(CONFIG))[:6]
     marker = str(tmp_path / "died")
-    results = list(LocalProcesses(2, retries=2).map_unordered(run_or_die, [DieOnce(u, marker) for u in units]))
+    executor = LocalProcesses(2, retries=2)
+    with executor if shared_pool else contextlib.nullcontext(executor):
+        results = list(executor.map_unordered(run_or_die, [DieOnce(u, marker) for u in units]))
+        if shared_pool:  # the rebuilt pool serves later calls
+            assert len(list(executor.map_unordered(run_unit, units[:2]))) == 2
     assert Path(marker).exists()
     assert sorted(r["row"]["key"] for r in results) == sorted(u.key for u in units)
 

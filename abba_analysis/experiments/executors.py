@@ -42,38 +42,66 @@ def _on_one_thread(function: Callable[[Any], Any], unit: Any) -> Any:
 class LocalProcesses:
     """A pool of ``workers`` local processes (spawned, ``threads`` torch threads each).
 
-    A worker that dies takes only its in-flight units with it: the pool is rebuilt and those units
-    are resubmitted, each at most ``retries`` times.
+    Each :meth:`map_unordered` call starts its own pool, unless the executor is used as a context
+    manager: then one pool serves every call inside the ``with`` block (starting workers costs about
+    a second each, for importing torch). A worker that dies takes only its in-flight units with it:
+    the pool is rebuilt and those units are resubmitted, each at most ``retries`` times.
+
+    Examples
+    --------
+    >>> with LocalProcesses(2) as executor:  # doctest: +SKIP
+    ...     first = experiments.run(config_a, "runs/a", executor=executor)
+    ...     second = experiments.run(config_b, "runs/b", executor=executor)
     """
 
     def __init__(self, workers: int = 2, *, threads: int = 1, retries: int = 2) -> None:
         if workers < 1 or threads < 1 or retries < 0:
             raise ValueError(f"workers and threads must be >= 1 and retries >= 0, got {workers}, {threads}, {retries}")
         self.workers, self.threads, self.retries = workers, threads, retries
+        self._pool: cf.ProcessPoolExecutor | None = None
 
     @property
     def parallelism(self) -> int:
         return self.workers
 
+    def _new_pool(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_set_threads, initargs=(self.threads,))
+
+    def __enter__(self) -> "LocalProcesses":
+        if self._pool is None:
+            self._pool = self._new_pool()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
     def map_unordered(self, function: Callable[[Any], Any], units: list[Any]) -> Iterator[Any]:
         pending = {u.key: u for u in units}
         attempts = {u.key: 0 for u in units}
-        context = multiprocessing.get_context("spawn")
         while pending:
-            with cf.ProcessPoolExecutor(self.workers, mp_context=context, initializer=_set_threads,
-                                        initargs=(self.threads,)) as pool:
+            shared = self._pool is not None
+            pool = self._pool if shared else self._new_pool()
+            try:
                 futures = {pool.submit(function, u): key for key, u in pending.items()}
-                try:
-                    for future in cf.as_completed(futures):
-                        key = futures[future]
-                        result = future.result()
-                        del pending[key]
-                        yield result
-                except cf.process.BrokenProcessPool:
-                    for key in pending:
-                        attempts[key] += 1
-                        if attempts[key] > self.retries:
-                            raise RuntimeError(f"unit {key} lost its worker {attempts[key]} times; giving up") from None
+                for future in cf.as_completed(futures):
+                    key = futures[future]
+                    result = future.result()
+                    del pending[key]
+                    yield result
+            except cf.process.BrokenProcessPool:
+                for key in pending:
+                    attempts[key] += 1
+                    if attempts[key] > self.retries:
+                        raise RuntimeError(f"unit {key} lost its worker {attempts[key]} times; giving up") from None
+                if shared:
+                    pool.shutdown(cancel_futures=True)
+                    self._pool = self._new_pool()
+            finally:
+                if not shared:
+                    pool.shutdown(cancel_futures=True)
 
 
 class Dask:

@@ -219,11 +219,12 @@ def _extract_command(args: argparse.Namespace) -> int:
 def _reproduce_command(args: argparse.Namespace) -> int:
     """Rerun the paper's expressivity experiments and write every figure, table and a summary."""
     from .reproduce import reproduce
+    from .threads import usable_cores
 
     studies = ["main", "inits"] if args.study == "all" else [args.study]
     start = time.perf_counter()
     summary = reproduce(args.out, work_dir=args.work_dir, quick=args.quick, studies=studies,
-                        progress=not args.no_progress)
+                        workers=args.workers or usable_cores(), progress=not args.no_progress)
     print(summary.read_text())
     print(f"figures and tables written to {summary.parent}/ in {time.perf_counter() - start:.0f} s")
     return 0
@@ -307,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="main: Fig. 2, solver convergence and real weights; inits: initialization studies")
     p.add_argument("--work-dir", default="results", help="where runs keep their journals (resumable)")
     p.add_argument("--out", default=None, help="where figures, tables and summary.md go (default: WORK_DIR/figures)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="local worker processes for the fits (default: one per core; 1: in this process)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=_reproduce_command)
     return parser

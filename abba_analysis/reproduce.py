@@ -17,6 +17,7 @@ versions writes the same numbers; times stay in the run directories' own tables.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from contextlib import contextmanager
@@ -146,13 +147,15 @@ def _real_summary(results: pd.DataFrame) -> pd.DataFrame:
     return table.round(3).reset_index()
 
 
-def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: _Stages) -> list[str]:
+def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: _Stages,
+             executor: experiments.LocalProcesses | None = None) -> list[str]:
     from . import plotting
 
     suffix = "-quick" if quick else ""
     lines = []
     with stage("Fig. 2: LoRA, HiRA and ABBA on four random target kinds"):
-        fig2 = experiments.run(experiments.builtin(f"fig2{suffix}"), work_dir / f"fig2{suffix}", progress=progress)
+        fig2 = experiments.run(experiments.builtin(f"fig2{suffix}"), work_dir / f"fig2{suffix}",
+                               executor=executor, progress=progress)
     _copy_tables(work_dir / f"fig2{suffix}", out_dir, "fig2")
     first = fig2.results.iloc[0]
     about = f"{first.m}x{first.n} targets, {fig2.results['seed'].nunique()} seeds"
@@ -177,7 +180,7 @@ def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: 
 
     with stage("solver convergence: exact block-coordinate against Adam"):
         conv = experiments.run(experiments.builtin(f"convergence{suffix}"), work_dir / f"convergence{suffix}",
-                               progress=progress)
+                               executor=executor, progress=progress)
     _copy_tables(work_dir / f"convergence{suffix}", out_dir, "convergence")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
     plotting.convergence(conv.histories, x="iteration", ax=axes[0])
@@ -195,7 +198,7 @@ def run_main(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: 
     with stage("real weight deltas: fine-tune (first run only), then fit each layer"):
         label, base, tuned, include = real_weight_source(work_dir, quick)
         real_cfg = real_weight_config(base, tuned, include, quick)
-        real = experiments.run(real_cfg, work_dir / real_cfg.name, progress=progress)
+        real = experiments.run(real_cfg, work_dir / real_cfg.name, executor=executor, progress=progress)
     _copy_tables(work_dir / real_cfg.name, out_dir, "real")
     heatmap = plotting.layer_heatmap(real.results, relative_to_lora=True)
     heatmap.axes[0].set_title(f"{label}: error / LoRA's error at the same budget (below 1: better)", fontsize=9)
@@ -270,7 +273,8 @@ def _real_query_delta(work_dir: Path, quick: bool) -> tuple[np.ndarray, np.ndarr
     return pair.delta.numpy(), pair.base.numpy()
 
 
-def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: _Stages) -> list[str]:
+def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: _Stages,
+              executor: experiments.LocalProcesses | None = None) -> list[str]:
     from . import plotting, targets
 
     lines = []
@@ -314,7 +318,8 @@ def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage:
     with stage("initialization: Adam fits from every scheme"):
         quality = init_study.fit_quality(quality_targets, ranks, inits.names("abba"),
                                          seeds=(0, 1) if quick else (0, 1, 2), checkpoints=(50, 200),
-                                         threshold=thresholds, steps=steps, progress=progress)
+                                         threshold=thresholds, steps=steps, executor=executor,
+                                         progress=progress)
     # Whether a fit reached LoRA's error is kept; when it did (seconds_to_threshold) is a timing.
     quality["reached_lora"] = np.isfinite(quality["seconds_to_threshold"])
     _write_table(quality, out_dir / "inits_quality.csv")
@@ -338,6 +343,7 @@ def reproduce(
     work_dir: str | os.PathLike = "results",
     quick: bool = False,
     studies: Iterable[str] = STUDIES,
+    workers: int = 1,
     progress: bool = True,
 ) -> Path:
     """Run the studies; write figures, tables and ``summary.md`` to ``out_dir``; return the summary's path.
@@ -353,6 +359,13 @@ def reproduce(
     quick : bool
         Small sizes (CI and smoke tests).
     studies : iterable of {"main", "inits"}
+    workers : int
+        Local worker processes for the fits, one torch thread each (the CLI's default: one per
+        usable core, :func:`abba_analysis.threads.usable_cores`); 1 runs them in this process. The
+        errors do not depend on it beyond float rounding (batches are cut to keep every worker
+        busy). With as many workers as cores, the solver-convergence study's times are those of a
+        fit beside another single-threaded fit, each on its own core. Workers are spawned: a script
+        that asks for them must call this under ``if __name__ == "__main__":``.
     progress : bool
         Print a numbered heading per stage (with its time) and a progress bar per long stage.
     """
@@ -368,12 +381,17 @@ def reproduce(
     out = Path(out_dir) if out_dir is not None else work / "figures"
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     stage = _Stages(sum(STAGES[s] for s in studies), progress)
     lines = [f"# abba-analysis reproduce{' --quick' if quick else ''}", ""]
-    if "main" in studies:
-        lines += run_main(out, work, quick, progress, stage)
-    if "inits" in studies:
-        lines += run_inits(out, work, quick, progress, stage)
+    with contextlib.ExitStack() as stack:
+        # One pool of workers for every stage: starting them costs seconds.
+        executor = stack.enter_context(experiments.LocalProcesses(workers)) if workers > 1 else None
+        if "main" in studies:
+            lines += run_main(out, work, quick, progress, stage, executor)
+        if "inits" in studies:
+            lines += run_inits(out, work, quick, progress, stage, executor)
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
     return summary

@@ -176,7 +176,7 @@ def _time_left(elapsed: float, done: float, todo: float) -> str:
     """``"about N min left"`` from the average rate so far, once 5% of this session's work is done."""
     if done < 0.05 * todo:
         return "estimating the time left"
-    seconds = elapsed * (todo - done) / done
+    seconds = max(0.0, elapsed * (todo - done) / done)  # summed shares can overshoot: no "-0 s"
     return f"about {seconds / 60:.0f} min left" if seconds >= 90 else f"about {seconds:.0f} s left"
 
 
@@ -233,10 +233,15 @@ def run(
     started, share = time.perf_counter(), 0.0
     try:
         executor = executor or InProcess()
-        work = make_batches(todo, max_size=64 if batch else 1, parallelism=getattr(executor, "parallelism", 1))
-        # A fixed shuffle spreads cheap and costly fits over the run, so the errors of the cost estimates
-        # average out from the start. Results do not depend on the order.
-        random.Random(0).shuffle(work)
+        parallelism = getattr(executor, "parallelism", 1)
+        work = make_batches(todo, max_size=64 if batch else 1, parallelism=parallelism)
+        # Results do not depend on the order. In one process a fixed shuffle spreads cheap and costly fits
+        # over the run, so the errors of the cost estimates average out from the start; with workers the
+        # costliest batches go first, so that none starts late and keeps the others waiting at the end.
+        if parallelism > 1:
+            work.sort(key=lambda b: -sum(cost[u.key] for u in b.units))
+        else:
+            random.Random(0).shuffle(work)
         task = functools.partial(run_batch, keep_factors=True) if keep_factors else run_batch
         for records in executor.map_unordered(task, work):
             for record in records:

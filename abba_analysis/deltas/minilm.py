@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .corpus import corpus_digest, docstring_corpus
+from .corpus import corpus_digest, docstring_corpus, source_fingerprint
 from .packaged import minilm_path
 
 STEPS = 200  # the size reproduce and the compression study use: 0.8 epochs, ‖ΔW‖/‖W0‖ of 1–4% per layer
@@ -62,7 +62,8 @@ def finetune_minilm(
 
     Writes the encoder's weights as ``out_dir/model.safetensors`` (the same tensor names as the base
     model, so :func:`abba_analysis.deltas.from_checkpoints` pairs them) and ``out_dir/finetune.json``:
-    the settings, the text's digest, the training loss of every step, the masked-LM loss and
+    the settings, the text's digest (and a fingerprint of its source files, which makes recognising a
+    cached fine-tune instant), the training loss of every step, the masked-LM loss and
     accuracy on held-out sequences afterwards, and the torch version and thread count it ran on. A
     directory that already holds a fine-tune with the same settings and text is reused (the first
     run takes minutes, later ones none). Files are
@@ -93,21 +94,30 @@ def finetune_minilm(
     if steps < 1 or batch < 1 or seq_len < 8:
         raise ValueError(f"need steps >= 1, batch >= 1 and seq_len >= 8 (got {steps}, {batch}, {seq_len})")
     out = Path(out_dir) / "model.safetensors"
-    record = out.parent / "finetune.json"
-    texts = docstring_corpus()
+    record_path = out.parent / "finetune.json"
+    record = json.loads(record_path.read_text()) if out.exists() and record_path.exists() else {}
+    sources = source_fingerprint()
+    # The same source files give the same text: its digest (seconds of parsing) is then the recorded one.
+    known = record.get("sources") == sources and "text_digest" in record.get("settings", {})
     settings = {"steps": steps, "lr": lr, "batch": batch, "seq_len": seq_len, "seed": seed,
                 "text": f"python {sys.version_info.major}.{sys.version_info.minor} docstrings",
-                "text_digest": corpus_digest(texts)}
-    if out.exists() and record.exists() and json.loads(record.read_text()).get("settings") == settings:
+                "text_digest": record["settings"]["text_digest"] if known else corpus_digest(docstring_corpus())}
+    if record.get("settings") == settings:
+        if not known:  # a record from before the fingerprint: add it, so the next check is instant
+            _write_record(record_path, {**record, "sources": sources})
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the head's init and dropout draw from the global generator
-        report = _finetune(out, texts, settings, progress)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"settings": settings, **report}, indent=1))
-    os.replace(tmp, record)
+        report = _finetune(out, docstring_corpus(), settings, progress)
+    _write_record(record_path, {"settings": settings, "sources": sources, **report})
     return out
+
+
+def _write_record(path: Path, record: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
 
 
 def cached_finetune(work_dir: str | os.PathLike = "results", steps: int = STEPS) -> Path:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -75,7 +74,7 @@ class _Stages:
     def __init__(self, total: int, show: bool):
         self.total, self.show, self.count = total, show, 0
 
-    @contextmanager
+    @contextlib.contextmanager
     def __call__(self, title: str):
         self.count += 1
         if self.show:
@@ -373,6 +372,8 @@ def reproduce(
 
     matplotlib.use("Agg")
     matplotlib.rcParams["svg.hashsalt"] = "abba-analysis"  # stable SVG ids: reruns give the same files
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     studies = list(studies)
     unknown = sorted(set(studies) - set(STUDIES))
     if unknown:
@@ -381,8 +382,6 @@ def reproduce(
     out = Path(out_dir) if out_dir is not None else work / "figures"
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     stage = _Stages(sum(STAGES[s] for s in studies), progress)
     lines = [f"# abba-analysis reproduce{' --quick' if quick else ''}", ""]
     with contextlib.ExitStack() as stack:

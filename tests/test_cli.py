@@ -110,6 +110,15 @@ def test_inspect_minilm_shortcut_and_unchanged_layers(capsys):
     assert row[0].endswith("query.weight") and row[2:5] == ["0.0000", "0", "0.0"] and row[-1] == "nan"
 
 
+@pytest.mark.parametrize("bad", [dict(workers=0), dict(workers=1.5), dict(studies=["main", "figures"])])
+def test_reproduce_refuses_bad_arguments_before_any_work(tmp_path, bad):
+    from abba_analysis.reproduce import reproduce
+
+    with pytest.raises(ValueError, match="workers must be|studies must be"):
+        reproduce(tmp_path / "out", work_dir=tmp_path / "work", **bad)
+    assert not (tmp_path / "work").exists()
+
+
 def test_reproduce_quick(tmp_path, capsys):
     """The main job on its quick settings: every figure, table and the summary are written, under the
     run directory by default, with stage headings, and without timing columns."""

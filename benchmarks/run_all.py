@@ -18,7 +18,8 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare;
 - ``bench_extract_memory``: peak memory of ``extract`` on a checkpoint pair vs its largest layer pair and one fit;
 - ``bench_thorough``: ``effort="thorough"`` vs the default fit, restarts, the literature's solver and long Adam;
-- ``bench_main_job``: ``abba-analysis reproduce`` on one worker process per core vs in one process.
+- ``bench_main_job``: ``abba-analysis reproduce`` on one worker process per core vs in one process;
+- ``bench_gram``: the exact solver's weighted Gram matrices, symmetric product vs the full one.
 
     python benchmarks/run_all.py            # the settings recorded in benchmarks/RESULTS.md (about an hour on 2 cores)
     python benchmarks/run_all.py --quick    # small sizes and few repeats: a few minutes, for checking the scripts
@@ -51,6 +52,7 @@ FULL = {
     "bench_extract_memory": [],
     "bench_thorough": [],
     "bench_main_job": [],
+    "bench_gram": [],
 }
 QUICK = {
     "bench_abba_solvers": ["--shapes", "256x256", "--ranks", "4", "--kinds", "gaussian", "--repeats", "1",
@@ -69,6 +71,7 @@ QUICK = {
     "bench_extract_memory": ["--gigabytes", "0.13"],
     "bench_thorough": ["--quick"],
     "bench_main_job": ["--quick"],
+    "bench_gram": ["--size", "128", "--ranks", "8", "16", "--batches", "1", "--repeats", "3"],
 }
 
 

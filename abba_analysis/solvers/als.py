@@ -130,7 +130,8 @@ def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor,
     ``squared_weight: (..., p, n)`` (the weight squared element-wise, computed once by the caller
     and shared by the row and column updates), ``basis: (..., r, n)`` -> ``(..., p, r, r)``.
     The Grams are symmetric, so the GEMM computes each distinct entry once (half of the r² products
-    a full one would) and copies it to both places. The result is a view of storage laid out
+    a full one would) and copies it to both places: bit-identical to the full product and faster
+    from r = 8 on (``benchmarks/bench_gram.py``). The result is a view of storage laid out
     ``(..., r, r, p)`` (the workspace's ``"gram"`` buffer when one is given): the systems of each
     entry side by side, as :func:`proximal_step`'s lane-wise solver takes them.
     """

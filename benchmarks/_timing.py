@@ -8,6 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ import abba_analysis as aa
 from abba_analysis.deltas.minilm import cached_finetune
 
 REAL_SHAPE = (384, 1536)
+#: The repository's ``results/``, where ``abba-analysis reproduce`` caches its fine-tune by default:
+#: benchmarks run from any folder (run_all runs them in benchmarks/) share it.
+RESULTS = Path(__file__).resolve().parent.parent / "results"
 
 
 def machine() -> str:
@@ -70,7 +74,7 @@ def seconds(fn, repeats: int) -> float:
 def real_layers(count: int) -> list[aa.deltas.LayerDelta]:
     """``count`` layers (``W0`` and ``ΔW``, float32, 384 x 1536) of a real MiniLM fine-tune: its MLP
     output layers in order, repeated as needed."""
-    tuned = cached_finetune("results")  # made once, shared with reproduce
+    tuned = cached_finetune(RESULTS)  # made once, shared with reproduce
     pairs = aa.deltas.from_checkpoints(aa.deltas.minilm_path(), tuned, include=r"output\.dense\.weight$",
                                        exclude="attention")
     layers = [pairs.load(name) for name in pairs.names]

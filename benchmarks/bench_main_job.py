@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from _timing import machine
+from _timing import RESULTS, machine
 from abba_analysis.deltas.minilm import STEPS, cached_finetune
 from abba_analysis.threads import usable_cores
 
@@ -44,7 +44,7 @@ def main() -> None:
     steps = 3 if args.quick else STEPS
     cores = usable_cores()
     with tempfile.TemporaryDirectory() as scratch:
-        tuned = cached_finetune(Path(__file__).resolve().parent.parent / "results", steps=steps).parent
+        tuned = cached_finetune(RESULTS, steps=steps).parent
         seconds, errors = {}, {}
         for workers in (cores, 1):
             work = Path(scratch) / f"workers-{workers}"

@@ -193,12 +193,14 @@ def fit_quality(
     """
     from .experiments.executors import InProcess
 
+    # Each target once as a numpy array (what a job ships to a worker), shared by its schemes and seeds.
+    arrays = {name: (as_matrix(target, "target").cpu().numpy(),
+                     None if base is None else as_matrix(base, "base").cpu().numpy())
+              for name, (target, base) in targets.items()}
     jobs = []
-    for (name, (target, base)), scheme, seed in itertools.product(targets.items(), list(schemes), seeds):
+    for (name, (target, base)), scheme, seed in itertools.product(arrays.items(), list(schemes), seeds):
         level = threshold[name] if isinstance(threshold, Mapping) else threshold
-        jobs.append(_QualityFit(len(jobs), name, as_matrix(target, "target").cpu().numpy(),
-                                None if base is None else as_matrix(base, "base").cpu().numpy(), scheme, seed,
-                                tuple(ranks), solver,
+        jobs.append(_QualityFit(len(jobs), name, target, base, scheme, seed, tuple(ranks), solver,
                                 tuple(checkpoints), None if level is None else float(level), dict(solver_options)))
     rows = {}
     with progress_bar(total=len(jobs), desc="init schemes", unit="fit", disable=not progress) as bar:

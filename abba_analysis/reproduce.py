@@ -384,9 +384,9 @@ def reproduce(
     work.mkdir(parents=True, exist_ok=True)
     stage = _Stages(sum(STAGES[s] for s in studies), progress)
     lines = [f"# abba-analysis reproduce{' --quick' if quick else ''}", ""]
-    with contextlib.ExitStack() as stack:
-        # One pool of workers for every stage: starting them costs seconds.
-        executor = stack.enter_context(experiments.LocalProcesses(workers)) if workers > 1 else None
+    # One pool of workers for every stage: starting them costs seconds. In-process: no executor (None).
+    pool = experiments.LocalProcesses(workers) if workers > 1 else contextlib.nullcontext()
+    with pool as executor:
         if "main" in studies:
             lines += run_main(out, work, quick, progress, stage, executor)
         if "inits" in studies:

@@ -15,7 +15,7 @@ from .inits import EXACT_SVD_MAX
 from ._validation import ArrayLike, SeedLike, as_generator, as_matrix, like_input
 from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
-from .search import Start, portfolio, search
+from .search import RESTARTS, Start, portfolio, search
 from .solvers import Callback, Problem, Solver, SolveOutput, get_solver, make_options
 from .threads import fit_threads, iteration_work
 
@@ -68,7 +68,8 @@ class FitResult:
     starts : list of :class:`~abba_analysis.search.Start`
         Every start run, with its init scheme, final error, iterations and stage: at most
         ``1 + restarts`` with the default effort (an ABBA start that reaches the rank-r1 r2 SVD error
-        ends the restarts), the whole portfolio and its hops with ``effort="thorough"``. The best
+        ends the restarts), those of ``restarts=9`` then the whole portfolio and its hops with
+        ``effort="thorough"``. The best
         is returned. ``sorted(s.error for s in result.starts)`` is the distribution of the minima found.
     num_params : int
         Trainable parameters.
@@ -223,12 +224,13 @@ def fit(
         (``||T||_F / sqrt(m n)``), so their product times that RMS approximates the target.
     effort : {"default", "thorough"}
         How hard an iterative fit searches for a low minimum. ``"default"``: the starts above.
-        ``"thorough"`` (:mod:`abba_analysis.search`): after the default fit, a portfolio of other
-        starts (the literature's ``sqrt-target`` start for ABBA or ``divide-svd`` for HiRA, random
-        draws) pruned by successive halving, the last three run to convergence, then
-        perturb-and-refit hops from the best minimum; it never ends above the default fit and costs
-        several of them (``bench_thorough``). ``restarts`` and ``callback`` are for the default
-        effort. Closed forms are exact either way.
+        ``"thorough"`` (:mod:`abba_analysis.search`): the fit ``restarts=9`` makes, then a
+        portfolio of other starts (the literature's ``sqrt-target`` start for ABBA or ``divide-svd``
+        for HiRA, random draws) pruned by successive halving, the last three run to convergence, then
+        perturb-and-refit hops from the best minimum; it never ends above the default fit nor above
+        ``restarts=9`` (its first ten starts are theirs) and costs about fifteen default fits
+        (``bench_thorough``). ``restarts`` and ``callback`` are for the default effort. Closed
+        forms are exact either way.
     threads : int, optional
         torch intra-op threads of a CPU fit. Default: chosen from the fit's size and the machine's
         core count (one thread for all but large fits, never more than the cores but one), unless
@@ -301,12 +303,14 @@ def fit(
         # for every target, which says nothing about whether ABBA can reach it.
         deficient = ranks[0] * ranks[1] < min(shape) if method == "abba" else False
         representable = [deficient and b is not None and b.lower <= _rank_tolerance(t.dtype) for b in brackets]
-        schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init, restarts,
+        # A thorough search begins with exactly the fit restarts=RESTARTS would make, so it ends at or below it.
+        schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init,
+                                                 RESTARTS if thorough else restarts,
                                                  algebraic=[r and init is None for r in representable])
         best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
                                                 _batch_callback(callback, stacked, rms if chosen.iterative else None))
         for k in range(count) if thorough else ():
-            # The search starts after the default fit and keeps its result unless it finds lower.
+            # The search starts after the restarted default fit and keeps its result unless it finds lower.
             best[k], best_scheme[k], more = search(problem.subset(torch.tensor([k])), chosen, options,
                                                    portfolio(method, init_name), generators[k], floors[k],
                                                    best[k], best_scheme[k])
@@ -319,7 +323,7 @@ def fit(
         messages = [out.message for out in best]
         for k in range(count):
             if representable[k] and errors[k] > 100 * _rank_tolerance(t.dtype):
-                untried = ([] if restarts else ["restarts="]) + ([] if init is None else ["the default init"])
+                untried = ([] if restarts or thorough else ["restarts="]) + ([] if init is None else ["the default init"])
                 note = (f"ends at error {errors[k]:.3g}, far above the rank-{ranks[0] * ranks[1]} SVD bound "
                         f"{brackets[k].lower:.2g} although the target has rank <= r1 r2: a better start may exist"
                         + (f" (try {' or '.join(untried)})" if untried else ""))

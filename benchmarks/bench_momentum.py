@@ -33,48 +33,7 @@ import torch
 
 import abba_analysis as aa
 from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
-from abba_analysis.solvers.als import _abba_sweep, residual
-from abba_analysis.workspace import Workspace, product
-
-
-def per_block_momentum(target: torch.Tensor, factors: dict[str, torch.Tensor], *, max_iter: int = 500,
-                       beta: float = 0.5, growth: float = 1.05, cap_growth: float = 1.01, shrink: float = 1.5,
-                       ridge: float = 1e-6, stall: int = 10, rtol: float = 1e-8) -> tuple[np.ndarray, np.ndarray]:
-    """Fit ``target ≈ (B1 A1) ⊙ (B2 A2)`` from ``factors`` by the per-block momentum scheme above;
-    return the relative error at the start and after each sweep, and the seconds to each."""
-    start = time.perf_counter()
-    target = target[None]
-    f = {k: v[None].clone() for k, v in factors.items()}
-    workspace, ridges = Workspace(), torch.full((1,), ridge, dtype=torch.float64)
-    norm = float(torch.linalg.matrix_norm(target))
-
-    def error(residuals: torch.Tensor) -> float:
-        return float(torch.linalg.matrix_norm(residuals)) / norm
-
-    def current_error() -> float:
-        return error(residual(f["B1"], f["A1"], product(f["B2"], f["A2"], workspace, "weight"), target, workspace))
-
-    history = [current_error()]
-    times, cap, slow = [0.0], 1.0, 0
-    for _ in range(max_iter):
-        previous = {k: v.clone() for k, v in f.items()}
-        # The package's sweep with per-block momentum at this β: columns, then rows; pair 2, then
-        # pair 1; each block extrapolated against the sweep's start. No rebalancing here.
-        momentum = (torch.full((1,), beta, dtype=torch.float64), previous)
-        err = error(_abba_sweep(target, f, ridges, workspace, momentum))
-        if err < history[-1]:
-            beta, cap = min(cap, growth * beta), min(1.0, cap_growth * cap)
-        else:
-            for k in f:
-                f[k] -= beta * (f[k] - previous[k])
-            err = current_error()
-            cap, beta = beta, beta / shrink
-        slow = slow + 1 if 1 - err / history[-1] <= rtol else 0
-        history.append(err)
-        times.append(time.perf_counter() - start)
-        if slow > stall or not np.isfinite(err):
-            break
-    return np.array(history), np.array(times)
+from abba_analysis.search import literature_bcd
 
 
 def default_start(target: torch.Tensor, r: int, seed: int) -> dict[str, torch.Tensor]:
@@ -92,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     warm = torch.as_tensor(aa.targets.gaussian(64, seed=0, dtype="float32"))  # first-call costs stay out of the timings
     aa.fit(warm, "abba", (2, 2))
-    per_block_momentum(warm, default_start(warm, 2, 0), max_iter=3)
+    literature_bcd(warm, default_start(warm, 2, 0), max_iter=3)
     real = [layer.delta for layer in real_layers(args.repeats)] if "real" in args.kinds else []
     print(f"# ABBA, float32, CPU; {machine()}; medians of {args.repeats} seeds; goal: within "
           f"{100 * args.within:g}% of the lower final error of the fit and the literature's scheme")
@@ -109,7 +68,7 @@ def main() -> None:
             begin = time.perf_counter()
             start = default_start(T, r, seed)
             start_seconds = time.perf_counter() - begin
-            base_history, base_t = per_block_momentum(T, start)
+            _, base_history, base_t = literature_bcd(T, start)
             base_t += start_seconds  # as the package's fits count their start
             fits = {m: timed_fit(T, "abba", (r, r), seed=seed, bracket=False, inexact=m == "default")
                     for m in ratios}

@@ -3,6 +3,7 @@
 import networkx as nx
 import numpy as np
 import pytest
+import torch
 
 import abba_analysis as aa
 from abba_analysis import experiments
@@ -19,12 +20,46 @@ def test_thorough_finds_a_lower_minimum_and_records_every_start():
     inits = [s.init for s in thorough.starts]
     assert inits[0] == default.init and thorough.starts[0].error == pytest.approx(default.error)
     assert {"sqrt-target", "random", "hop"} <= set(inits)
-    assert {s.stage for s in thorough.starts} == {"final", "pruned", "hop"}
+    assert {s.stage for s in thorough.starts} == {"final", "literature", "pruned", "hop"}
     assert min(s.error for s in thorough.starts) == pytest.approx(thorough.error, rel=1e-6)
     assert all(s.iterations >= 1 for s in thorough.starts)
     # The returned factors are the recorded minimum, and its bracket still holds.
     assert aa.metrics.relative_error(KARATE, thorough.approximation()) == pytest.approx(thorough.error, rel=1e-5)
     assert thorough.bracket.lower <= thorough.error
+
+
+def test_thorough_contains_restarts_and_the_literature_solver():
+    """Its first ten starts are restarts=9's, to the bit, and its literature start is the literature's
+    solver from sqrt-target: so it never ends above either."""
+    T = aa.targets.make("low_rank", 40, seed=2, rank=12)
+    thorough = aa.fit(T, "abba", (3, 3), seed=5, effort="thorough")
+    restarted = aa.fit(T, "abba", (3, 3), seed=5, restarts=aa.search.RESTARTS)
+    assert thorough.starts[: len(restarted.starts)] == restarted.starts
+    assert thorough.error <= restarted.error
+    (literature,) = [s for s in thorough.starts if s.stage == "literature"]
+    # The same solver run here on the target scaled as fit scales it (to unit RMS).
+    t = torch.as_tensor(T / np.sqrt(np.mean(T**2)))
+    start = aa.inits.initialize("sqrt-target", "abba", T.shape, (3, 3), target=t, seed=0, dtype=t.dtype)
+    _, history, _ = aa.search.literature_bcd(t, start)
+    assert literature.init == "sqrt-target" and literature.error == pytest.approx(history.min(), rel=1e-9)
+    assert thorough.error <= literature.error
+
+
+def test_literature_bcd_recovers_an_exact_product():
+    """From near an exact ABBA product's factors the literature's solver falls by orders of magnitude
+    (without rebalancing it then stalls, as published); the returned iterate has the history's lowest
+    error, measured independently; the start is not modified."""
+    rng = np.random.default_rng(0)
+    factors = {k: torch.as_tensor(rng.standard_normal(s)) for k, s in
+               {"B1": (30, 2), "A1": (2, 25), "B2": (30, 2), "A2": (2, 25)}.items()}
+    T = (factors["B1"] @ factors["A1"]) * (factors["B2"] @ factors["A2"])
+    start = {k: v * (1 + 0.05 * torch.as_tensor(rng.standard_normal(v.shape))) for k, v in factors.items()}
+    kept = {k: v.clone() for k, v in start.items()}
+    found, history, seconds = aa.search.literature_bcd(T, start, max_iter=300)
+    assert all(torch.equal(start[k], kept[k]) for k in start)
+    approx = (found["B1"] @ found["A1"]) * (found["B2"] @ found["A2"])
+    assert float(torch.linalg.norm(approx - T) / torch.linalg.norm(T)) == pytest.approx(history.min(), abs=1e-12)
+    assert history.min() < 1e-2 * history[0] and len(seconds) == len(history) and np.all(np.diff(seconds) >= 0)
 
 
 @pytest.mark.parametrize("kind, ranks", [("gaussian", (4, 4)), ("orthogonal", (3, 3)), ("sparse", (6, 6))])

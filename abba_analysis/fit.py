@@ -227,10 +227,11 @@ def fit(
         ``"thorough"`` (:mod:`abba_analysis.search`): the fit ``restarts=9`` makes, then a
         portfolio of other starts (the literature's ``sqrt-target`` start for ABBA or ``divide-svd``
         for HiRA, random draws) pruned by successive halving, the last three run to convergence, then
-        perturb-and-refit hops from the best minimum; it never ends above the default fit nor above
-        ``restarts=9`` (its first ten starts are theirs) and costs about fifteen default fits
-        (``bench_thorough``). ``restarts`` and ``callback`` are for the default effort. Closed
-        forms are exact either way.
+        perturb-and-refit hops from the best minimum; ABBA's portfolio also runs the literature's
+        own solver from its start (:func:`~abba_analysis.search.literature_bcd`). It never ends above
+        the default fit, ``restarts=9`` (its first ten starts are theirs) or that solver, and costs
+        tens of default fits (``bench_thorough``, ``bench_thorough_grid``). ``restarts`` and
+        ``callback`` are for the default effort. Closed forms are exact either way.
     threads : int, optional
         torch intra-op threads of a CPU fit. Default: chosen from the fit's size and the machine's
         core count (one thread for all but large fits, never more than the cores but one), unless

@@ -18,7 +18,8 @@ resumes. It then prints per case (medians over seeds) every final error, thoroug
 default and its margin to the best other (negative: thorough is lower; the worst seed), and its time
 over the default's.
 
-    python benchmarks/bench_thorough_grid.py [--adam-steps 20000] [--workers N] [--out FILE] [--quick]
+    python benchmarks/bench_thorough_grid.py [--panels fig2 real] [--seeds 0 1 2] [--adam-steps 20000]
+                                             [--workers N] [--out FILE] [--quick]
 """
 
 from __future__ import annotations
@@ -40,11 +41,16 @@ from abba_analysis.experiments.units import load_target
 from abba_analysis.reproduce import real_weight_config, real_weight_source
 
 
-def units(quick: bool) -> list[experiments.units.WorkUnit]:
-    """The main job's ABBA work units (``--quick``: reproduce's quick grid)."""
-    fig2 = experiments.config.builtin("fig2-quick" if quick else "fig2")
-    real = real_weight_config(*real_weight_source(RESULTS, quick)[1:], quick=quick)
-    return [u for config in (fig2, real) for u in experiments.expand(config) if u.method == "abba"]
+def units(quick: bool, panels: list[str], seeds: list[int] | None) -> list[experiments.units.WorkUnit]:
+    """The main job's ABBA work units of ``panels`` (``"fig2"``, ``"real"``) at ``seeds`` (None: all;
+    ``quick``: reproduce's quick grid)."""
+    configs = []
+    if "fig2" in panels:
+        configs.append(experiments.config.builtin("fig2-quick" if quick else "fig2"))
+    if "real" in panels:
+        configs.append(real_weight_config(*real_weight_source(RESULTS, quick)[1:], quick=quick))
+    return [u for config in configs for u in experiments.expand(config)
+            if u.method == "abba" and (seeds is None or u.seed in seeds)]
 
 
 def case_name(unit) -> str:
@@ -112,11 +118,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=aa.threads.usable_cores())
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_thorough_grid.jsonl",
                         help="cases done so far, one JSON object per line (resumed from)")
+    parser.add_argument("--panels", nargs="+", choices=["fig2", "real"], default=["fig2", "real"])
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: all)")
     parser.add_argument("--quick", action="store_true", help="reproduce's quick grid, 500 Adam steps")
     args = parser.parse_args()
     steps = 500 if args.quick else args.adam_steps
     out = args.out.with_suffix(".quick.jsonl") if args.quick else args.out
-    todo = units(args.quick)
+    todo = units(args.quick, args.panels, args.seeds)
     done = {}
     if out.exists():
         done = {rec["key"]: rec for rec in map(json.loads, out.read_text().splitlines()) if rec.get("steps") == steps}

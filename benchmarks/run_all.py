@@ -18,6 +18,7 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare;
 - ``bench_extract_memory``: peak memory of ``extract`` on a checkpoint pair vs its largest layer pair and one fit;
 - ``bench_thorough``: ``effort="thorough"`` vs the default fit, restarts, the literature's solver and long Adam;
+- ``bench_thorough_grid``: the same on every ABBA fit of the main job (Fig. 2 grid, real panel; hours);
 - ``bench_main_job``: ``abba-analysis reproduce`` on one worker process per core vs in one process;
 - ``bench_gram``: the exact solver's weighted Gram matrices, symmetric product vs the full one.
 
@@ -51,6 +52,7 @@ FULL = {
     "bench_sweep_floor": [],
     "bench_extract_memory": [],
     "bench_thorough": [],
+    "bench_thorough_grid": [],
     "bench_main_job": [],
     "bench_gram": [],
 }
@@ -70,6 +72,7 @@ QUICK = {
     "bench_sweep_floor": ["--shapes", "256x256", "--ranks", "4", "16", "--threads", "1", "--repeats", "3"],
     "bench_extract_memory": ["--gigabytes", "0.13"],
     "bench_thorough": ["--quick"],
+    "bench_thorough_grid": ["--quick", "--panels", "fig2", "--seeds", "0"],
     "bench_main_job": ["--quick"],
     "bench_gram": ["--size", "128", "--ranks", "8", "16", "--batches", "1", "--repeats", "3"],
 }

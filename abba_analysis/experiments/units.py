@@ -33,7 +33,7 @@ HIRA_BASE_SEED_OFFSET = 10_000
 # Sweeps a block-coordinate fit typically runs, for progress estimates only: medians over the Fig. 2
 # grid at 0.5.0 were HiRA 13-33 (up to 60), ABBA 40-160 (up to the limit of 200).
 TYPICAL_SWEEPS = {"hira": 35, "abba": 100}
-THOROUGH_COST = 6  # a thorough fit's cost in default fits, about (abba_analysis.search)
+THOROUGH_COST = 30  # a thorough fit's cost in default fits, about (bench_thorough_grid: 25-40 on the main job's fits)
 SPECTRUM_LENGTH = 256
 
 

@@ -69,8 +69,8 @@ class FitResult:
         Every start run, with its init scheme, final error, iterations and stage: at most
         ``1 + restarts`` with the default effort (an ABBA start that reaches the rank-r1 r2 SVD error
         ends the restarts), those of ``restarts=9`` then the whole portfolio and its hops with
-        ``effort="thorough"``. The best
-        is returned. ``sorted(s.error for s in result.starts)`` is the distribution of the minima found.
+        ``effort="thorough"``. The best is returned. ``sorted(s.error for s in result.starts)`` is
+        the distribution of the minima found.
     num_params : int
         Trainable parameters.
     rank_bound : int

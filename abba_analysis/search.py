@@ -141,8 +141,10 @@ def portfolio(method: str, tried: str) -> list[str]:
 
 def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: np.random.Generator,
            floor: float, incumbent: SolveOutput, incumbent_scheme: str | None) -> tuple[SolveOutput, str | None, list[Start]]:
-    """Search beyond ``incumbent`` (the default fit's best output on ``problem``, a single target) from
-    ``schemes``, then hop from the best minimum.
+    """Search beyond ``incumbent`` (the restarted default fit's best output on ``problem``, a single
+    target): for ABBA the literature's solver from its ``sqrt-target`` start (:func:`literature_bcd`),
+    then ``schemes`` pruned by successive halving, then hops from the best minimum. An incumbent
+    already at ``floor`` is returned as it is, with no records.
 
     Returns the best output (its history is the winning path's: its rungs and accepted hops in
     turn), the init scheme that led there and the record of every start and hop of the search. It

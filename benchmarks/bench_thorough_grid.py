@@ -83,7 +83,7 @@ def run_case(job: tuple) -> dict:
     (literature,) = [s.error for s in thorough.starts if s.stage == "literature"]
     adam = aa.fit(T, "abba", unit.ranks, seed=unit.seed, solver="adam", steps=adam_steps, rtol=0)
     return {"key": unit.key, "case": case_name(unit), "r": unit.ranks[0], "seed": unit.seed,
-            "default": default.error, "default_start": first[0].error, "restarts9": min(s.error for s in first),
+            "default": default.error, "restarts9": min(s.error for s in first),
             "thorough": thorough.error, "literature": literature, "adam": adam.error,
             "default_s": default_s, "thorough_s": thorough_s, "starts": len(thorough.starts)}
 

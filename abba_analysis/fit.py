@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -228,9 +229,13 @@ def fit(
         portfolio of other starts (the literature's ``sqrt-target`` start for ABBA or ``divide-svd``
         for HiRA, random draws) pruned by successive halving, the last three run to convergence, then
         perturb-and-refit hops from the best minimum; ABBA's portfolio also runs the literature's
-        own solver from its start (:func:`~abba_analysis.search.literature_bcd`). It never ends above
-        the default fit, ``restarts=9`` (its first ten starts are theirs) or that solver, and costs
-        tens of default fits (``bench_thorough``, ``bench_thorough_grid``). ``restarts`` and
+        own solver from its start (:func:`~abba_analysis.search.literature_bcd`). Before the
+        portfolio it runs Adam for :data:`~abba_analysis.search.ADAM_STEPS` steps from the start
+        ``fit(solver="adam")`` takes with the same seed and finishes that minimum with this package's
+        solver. It never ends above the default fit, ``restarts=9`` (its first ten starts are
+        theirs), that solver or that Adam run (equal to it to rounding: Adam's path amplifies
+        rounding differences), and costs tens of default fits (``bench_thorough``,
+        ``bench_thorough_grid``). ``restarts`` and
         ``callback`` are for the default effort. Closed forms are exact either way.
     threads : int, optional
         torch intra-op threads of a CPU fit. Default: chosen from the fit's size and the machine's
@@ -308,13 +313,17 @@ def fit(
         schedules, start_rngs = _start_schedules(generators, chosen.iterative, init_name, restart_init,
                                                  RESTARTS if thorough else restarts,
                                                  algebraic=[r and init is None for r in representable])
+        # The Adam leg of a thorough search starts where fit(solver="adam") with this seed starts: a copy of the
+        # generator of the first non-algebraic start, taken before that start draws from it.
+        adam_starts = [(DEFAULT_INIT[(method, "adam")], copy.deepcopy(rngs[-1 - RESTARTS]))
+                       for rngs in start_rngs] if thorough else []
         best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
                                                 _batch_callback(callback, stacked, rms if chosen.iterative else None))
         for k in range(count) if thorough else ():
             # The search starts after the restarted default fit and keeps its result unless it finds lower.
             best[k], best_scheme[k], more = search(problem.subset(torch.tensor([k])), chosen, options,
                                                    portfolio(method, init_name), generators[k], floors[k],
-                                                   best[k], best_scheme[k])
+                                                   best[k], best_scheme[k], adam_starts[k])
             starts[k] += more
         stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
         errors = problem.relative_errors(stacked_best).tolist()

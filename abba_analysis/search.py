@@ -4,7 +4,11 @@ A block-coordinate fit ends in the local minimum its start leads to, and differe
 different minima. The thorough search begins with the default fit and :data:`RESTARTS` random
 restarts, exactly as ``fit(restarts=RESTARTS)`` makes them, so it never ends above either. For ABBA
 it then runs the Hadamard-decomposition literature's solver from the literature's ``sqrt-target``
-start (:func:`literature_bcd`), so it never ends above that either. Then a portfolio of structurally
+start (:func:`literature_bcd`), so it never ends above that either. It runs Adam for
+:data:`ADAM_STEPS` steps from the start ``fit(solver="adam")`` takes with the same seed (the paper's
+``abba-paper`` init for ABBA), then finishes that minimum with this package's solver, so it never ends
+above that long Adam run: Adam's noisy path settles into basins the exact sweeps do not reach. Then a
+portfolio of structurally
 different starts runs as one batch (``sqrt-target`` for ABBA, ``divide-svd`` for HiRA, random draws)
 under this package's solver, pruned by successive halving (every survivor runs a rung of sweeps, the
 worse half stops, the next rung is twice as long), the last three run to convergence. Last it tries
@@ -24,11 +28,12 @@ import numpy as np
 import torch
 
 from . import inits
-from .solvers import Problem, Solver, SolveOutput
+from .solvers import SOLVERS, AdamOptions, Problem, Solver, SolveOutput
 from .solvers.als import _abba_sweep, residual
 from .workspace import Workspace, product
 
 LITERATURE_SWEEPS = 500  # sweeps of the literature's solver (ABBA), its own setting
+ADAM_STEPS = 20000  # steps of the Adam leg: Adam still descends from 3000 to 20,000 steps (bench_thorough_grid)
 RESTARTS = 9  # random restarts of the default fit, run to convergence one after another, before the search
 RANDOM_STARTS = 12  # random draws in the portfolio, beside the structured starts
 FIRST_RUNG = 32  # sweeps of the first successive-halving rung; each later rung doubles it
@@ -51,8 +56,9 @@ class Start:
         Sweeps it ran.
     stage : str
         ``"final"`` (run to convergence: the default fit, its restarts, the search's finalists),
-        ``"literature"`` (the literature's solver, :func:`literature_bcd`), ``"pruned"`` (stopped by
-        successive halving) or ``"hop"``.
+        ``"literature"`` (the literature's solver, :func:`literature_bcd`), ``"adam"`` (the Adam leg,
+        :data:`ADAM_STEPS` steps), ``"polish"`` (this package's solver from the Adam leg's best iterate,
+        init ``"adam"``), ``"pruned"`` (stopped by successive halving) or ``"hop"``.
     """
 
     init: str
@@ -140,11 +146,14 @@ def portfolio(method: str, tried: str) -> list[str]:
 
 
 def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: np.random.Generator,
-           floor: float, incumbent: SolveOutput, incumbent_scheme: str | None) -> tuple[SolveOutput, str | None, list[Start]]:
+           floor: float, incumbent: SolveOutput, incumbent_scheme: str | None,
+           adam_start: tuple[str, np.random.Generator]) -> tuple[SolveOutput, str | None, list[Start]]:
     """Search beyond ``incumbent`` (the restarted default fit's best output on ``problem``, a single
     target): for ABBA the literature's solver from its ``sqrt-target`` start (:func:`literature_bcd`),
-    then ``schemes`` pruned by successive halving, then hops from the best minimum. An incumbent
-    already at ``floor`` is returned as it is, with no records.
+    then the Adam leg from ``adam_start`` (an init scheme and the generator that draws it and drives
+    Adam, as ``fit(solver="adam")`` would use them) finished by ``solver``, then ``schemes`` pruned by
+    successive halving, then hops from the best minimum. An incumbent already at ``floor`` is returned
+    as it is, with no records.
 
     Returns the best output (its history is the winning path's: its rungs and accepted hops in
     turn), the init scheme that led there and the record of every start and hop of the search. It
@@ -168,6 +177,19 @@ def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: n
         records.append(Start("sqrt-target", path[-1], len(history) - 1, "literature"))
         if path[-1] < best[1][-1]:
             best = (found, path, "sqrt-target", "converged" if len(history) <= LITERATURE_SWEEPS else "max_iter")
+    if best[1][-1] > floor:
+        # Adam's long run, then exact sweeps from its best iterate to the bottom of its basin.
+        scheme, adam_rng = adam_start
+        start = inits.initialize(scheme, problem.method.name, problem.shape, problem.ranks, target=target, base=base,
+                                 seed=adam_rng, dtype=target.dtype, device=target.device)
+        (run,) = _solve(problem, SOLVERS["adam"], AdamOptions(steps=ADAM_STEPS), {k: v[None] for k, v in start.items()},
+                        [adam_rng])
+        records.append(Start(scheme, min(run.history), len(run.history) - 1, "adam"))
+        (polished,) = _solve(problem, solver, options, {k: v[None] for k, v in run.factors.items()}, [adam_rng])
+        records.append(Start("adam", min(polished.history), len(polished.history) - 1, "polish"))
+        if min(polished.history) < best[1][-1]:
+            path = run.history[: int(np.argmin(run.history)) + 1] + polished.history[1:]
+            best = ({k: v.clone() for k, v in polished.factors.items()}, path, scheme, polished.status)
     starts = [inits.initialize(s, problem.method.name, problem.shape, problem.ranks, target=target, base=base,
                                seed=g, dtype=target.dtype, device=target.device) for s, g in zip(schemes, rngs, strict=False)]
     factors = {name: torch.stack([f[name] for f in starts]) for name in starts[0]}

@@ -13,6 +13,13 @@ from abba_analysis.experiments.config import ConfigError
 KARATE = nx.to_numpy_array(nx.karate_club_graph(), weight="weight")  # a small real matrix (34 x 34)
 
 
+@pytest.fixture(autouse=True)
+def short_adam_leg(monkeypatch):
+    """A 200-step Adam leg: what these tests check does not depend on its length, and 20,000 steps
+    would add about 10 s to each thorough fit."""
+    monkeypatch.setattr(aa.search, "ADAM_STEPS", 200)
+
+
 def test_thorough_finds_a_lower_minimum_and_records_every_start():
     default = aa.fit(KARATE, "abba", (5, 5), seed=0)
     thorough = aa.fit(KARATE, "abba", (5, 5), seed=0, effort="thorough")
@@ -20,7 +27,7 @@ def test_thorough_finds_a_lower_minimum_and_records_every_start():
     inits = [s.init for s in thorough.starts]
     assert inits[0] == default.init and thorough.starts[0].error == pytest.approx(default.error)
     assert {"sqrt-target", "random", "hop"} <= set(inits)
-    assert {s.stage for s in thorough.starts} == {"final", "literature", "pruned", "hop"}
+    assert {s.stage for s in thorough.starts} == {"final", "literature", "adam", "polish", "pruned", "hop"}
     assert min(s.error for s in thorough.starts) == pytest.approx(thorough.error, rel=1e-6)
     assert all(s.iterations >= 1 for s in thorough.starts)
     # The returned factors are the recorded minimum, and its bracket still holds.
@@ -28,10 +35,11 @@ def test_thorough_finds_a_lower_minimum_and_records_every_start():
     assert thorough.bracket.lower <= thorough.error
 
 
-def test_thorough_contains_restarts_and_the_literature_solver():
-    """Its first ten starts are restarts=9's, to the bit, and its literature start is the literature's
-    solver from sqrt-target: so it never ends above either."""
-    T = aa.targets.make("low_rank", 40, seed=2, rank=12)
+def test_thorough_contains_restarts_adam_and_the_literature_solver():
+    """Its first ten starts are restarts=9's, to the bit, its Adam leg is fit(solver="adam") with the
+    same seed and ADAM_STEPS steps, and its literature start is the literature's solver from
+    sqrt-target: so it never ends above any of them."""
+    T = aa.targets.make("low_rank", 40, seed=2, rank=12).astype(np.float64)  # errors equal to rounding
     thorough = aa.fit(T, "abba", (3, 3), seed=5, effort="thorough")
     restarted = aa.fit(T, "abba", (3, 3), seed=5, restarts=aa.search.RESTARTS)
     assert thorough.starts[: len(restarted.starts)] == restarted.starts
@@ -43,6 +51,12 @@ def test_thorough_contains_restarts_and_the_literature_solver():
     _, history, _ = aa.search.literature_bcd(t, start)
     assert literature.init == "sqrt-target" and literature.error == pytest.approx(history.min(), rel=1e-9)
     assert thorough.error <= literature.error
+    adam = aa.fit(T, "abba", (3, 3), seed=5, solver="adam", steps=aa.search.ADAM_STEPS)
+    (leg,) = [s for s in thorough.starts if s.stage == "adam"]
+    (polish,) = [s for s in thorough.starts if s.stage == "polish"]
+    assert leg.init == adam.init == "abba-paper" and leg.iterations == aa.search.ADAM_STEPS
+    assert leg.error == pytest.approx(adam.error, rel=1e-9) and polish.error <= leg.error
+    assert thorough.error <= adam.error
 
 
 def test_literature_bcd_recovers_an_exact_product():

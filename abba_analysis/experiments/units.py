@@ -26,6 +26,7 @@ from .._version import __version__
 from ..budget import abba_ranks_for_lora
 from ..fit import FitResult, fit
 from ..parameterizations import get_method
+from ..search import ADAM_STEPS
 from ..solvers import get_solver, make_options
 from ..threads import iteration_work
 
@@ -33,7 +34,7 @@ HIRA_BASE_SEED_OFFSET = 10_000
 # Sweeps a block-coordinate fit typically runs, for progress estimates only: medians over the Fig. 2
 # grid at 0.5.0 were HiRA 13-33 (up to 60), ABBA 40-160 (up to the limit of 200).
 TYPICAL_SWEEPS = {"hira": 35, "abba": 100}
-THOROUGH_COST = 30  # a thorough fit's cost in default fits, about (bench_thorough_grid: 25-40 on the main job's fits)
+THOROUGH_COST = 30  # a thorough fit's cost in default fits besides its Adam leg, about (bench_thorough_grid)
 SPECTRUM_LENGTH = 256
 
 
@@ -102,9 +103,12 @@ class WorkUnit:
         iterations = (options.steps if solver.name == "adam" else TYPICAL_SWEEPS[self.method] if solver.iterative
                       else 1)
         m, n = self.target.shape
+        adam = 0.0
         if self.effort == "thorough" and solver.iterative:
             iterations *= THOROUGH_COST
-        return float(iteration_work(solver.name, 1, (m, n), self.ranks) * iterations + 2 * m * n * min(m, n))
+            adam = iteration_work("adam", 1, (m, n), self.ranks) * ADAM_STEPS  # its Adam leg
+        return float(iteration_work(solver.name, 1, (m, n), self.ranks) * iterations + adam
+                     + 2 * m * n * min(m, n))
 
 
 def ranks_for(method: str, budget: int) -> tuple[int, ...]:

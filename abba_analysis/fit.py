@@ -234,7 +234,7 @@ def fit(
         ``fit(solver="adam")`` takes with the same seed and finishes that minimum with this package's
         solver. It never ends above the default fit, ``restarts=9`` (its first ten starts are
         theirs), that solver or that Adam run (equal to it to rounding: Adam's path amplifies
-        rounding differences), and costs tens of default fits (``bench_thorough``,
+        rounding differences), and costs tens to hundreds of default fits (``bench_thorough``,
         ``bench_thorough_grid``). ``restarts`` and
         ``callback`` are for the default effort. Closed forms are exact either way.
     threads : int, optional

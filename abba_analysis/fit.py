@@ -18,6 +18,7 @@ from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
 from .search import RESTARTS, Start, portfolio, search
 from .solvers import Callback, Problem, Solver, SolveOutput, get_solver, make_options
+from .solvers.literature import literature_sweeps
 from .threads import fit_threads, iteration_work
 
 EFFORTS = ("default", "thorough")
@@ -57,7 +58,8 @@ class FitResult:
         Relative error at the start and after each iteration (one entry for closed forms).
     solver, init : str
         The solver that ran (``"auto"`` resolved) and the init scheme of the returned start (None
-        for closed forms; ``"segre"`` or a restart's scheme when that start won).
+        for closed forms; ``"segre"``, ``"sqrt-target"`` (the literature's solver, below) or a
+        restart's scheme when that start won).
     iterations : int
         Iterations (sweeps or steps) of the best start.
     status : str
@@ -68,8 +70,8 @@ class FitResult:
         Wall time of the whole fit, all starts included.
     starts : list of :class:`~abba_analysis.search.Start`
         Every start run, with its init scheme, final error, iterations and stage: at most
-        ``1 + restarts`` with the default effort (an ABBA start that reaches the rank-r1 r2 SVD error
-        ends the restarts), those of ``restarts=9`` then the whole portfolio and its hops with
+        ``1 + restarts`` with the default effort, plus the literature's solver for a default ABBA fit
+        (an ABBA start that reaches the rank-r1 r2 SVD error ends the starts), those of ``restarts=9`` then the whole portfolio and its hops with
         ``effort="thorough"``. The best is returned. ``sorted(s.error for s in result.starts)`` is
         the distribution of the minima found.
     num_params : int
@@ -198,7 +200,14 @@ def fit(
         ``"als"``, ``"abba-paper"`` for ABBA with ``"adam"``, ``"lora-style"`` for LoRA and HiRA).
         With the default, an ABBA target of rank at most ``r1 r2`` (its bracket's lower bound below
         ``max(1e-6, 100 eps)``) first gets the algebraic ``"segre"`` start, which factors exact
-        products exactly; the default start follows if it does not reach the bound.
+        products exactly; the default start follows if it does not reach the bound. A default
+        ABBA fit with the ``"als"`` solver then runs a second solver from a second start: the
+        Hadamard-decomposition literature's block-coordinate descent (Wertz, Vandaele & Gillis,
+        2025; :mod:`~abba_analysis.solvers.literature`) from its own ``"sqrt-target"`` start, on a
+        budget of as many sweeps as the first start ran (so the fit costs up to about twice the
+        first start), and returns the lower of the two (after any ``restarts``): their paths end in
+        different minima, each lower on some targets (``benchmarks/bench_default_lanes.py``). An
+        ``init`` given runs that start alone.
     seed : None, int, numpy Generator, or a sequence of them (stacks)
         Source of every random number; the same seed gives identical factors. A stack draws one
         independent generator per target from ``seed``, or takes a sequence of K seeds, in which
@@ -222,7 +231,9 @@ def fit(
         ``callback(iteration, error, factors)`` after each iteration; returning True stops. For a
         stack it receives the errors (numpy array) and batched factors of the targets still running,
         as the solver holds them: fitted to each target divided by its RMS value
-        (``||T||_F / sqrt(m n)``), so their product times that RMS approximates the target.
+        (``||T||_F / sqrt(m n)``), so their product times that RMS approximates the target (during
+        a default ABBA fit's literature start, which runs last with its sweeps numbered on: fitted
+        to the targets themselves).
     effort : {"default", "thorough"}
         How hard an iterative fit searches for a low minimum. ``"default"``: the starts above.
         ``"thorough"`` (:mod:`abba_analysis.search`): the fit ``restarts=9`` makes, then a
@@ -317,13 +328,18 @@ def fit(
         # generator of the first non-algebraic start, taken before that start draws from it.
         adam_starts = [(DEFAULT_INIT[(method, "adam")], copy.deepcopy(rngs[-1 - RESTARTS]))
                        for rngs in start_rngs] if thorough else []
-        best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors,
-                                                _batch_callback(callback, stacked, rms if chosen.iterative else None))
+        callback_ = _batch_callback(callback, stacked, rms if chosen.iterative else None)
+        best, best_scheme, starts = _run_starts(problem, chosen, options, schedules, start_rngs, floors, callback_)
+        stalled_literature = [False] * count
+        if method == "abba" and chosen.name == "als" and init is None:
+            # The literature's solver holds factors of the targets themselves: its callback scales nothing.
+            stalled_literature = _literature_start(problem, targets, rms, best, best_scheme, starts, floors, init_name,
+                                                   _batch_callback(callback, stacked, None))
         for k in range(count) if thorough else ():
             # The search starts after the restarted default fit and keeps its result unless it finds lower.
             best[k], best_scheme[k], more = search(problem.subset(torch.tensor([k])), chosen, options,
                                                    portfolio(method, init_name), generators[k], floors[k],
-                                                   best[k], best_scheme[k], adam_starts[k])
+                                                   best[k], best_scheme[k], adam_starts[k], stalled_literature[k])
             starts[k] += more
         stacked_best = {name: torch.stack([b.factors[name] for b in best]) for name in param.factor_names}
         errors = problem.relative_errors(stacked_best).tolist()
@@ -420,6 +436,49 @@ def _run_starts(problem: Problem, chosen: Solver, options: Any, schedules: list[
         attempt += 1
         pending = [k for k in pending if min(best[k].history) > floors[k] and attempt < len(schedules[k])]
     return best, best_scheme, starts  # type: ignore[return-value]
+
+
+def _literature_start(problem: Problem, targets: torch.Tensor, rms: torch.Tensor, best: list[SolveOutput],
+                      best_scheme: list[str | None], starts: list[list[Start]], floors: list[float], first_scheme: str,
+                      callback: Callback | None) -> list[bool]:
+    """The default ABBA fit's second start: the literature's solver (:mod:`~abba_analysis.solvers.literature`)
+    from its own ``sqrt-target`` start, on a budget of as many sweeps as the ``first_scheme`` start ran
+    (a sweep of either costs about the same, ``benchmarks/bench_default_lanes.py``), for every target
+    above its floor. Its path leads to other minima, sometimes lower; ``best``, ``best_scheme`` and
+    ``starts`` take its outcome in place. It runs on the targets as given (``targets``, not the
+    problem's, divided by ``rms``): its path is chaotic, a rounding difference can end it in another
+    minimum, and so it ends exactly where :func:`~abba_analysis.solvers.literature.literature_bcd` on
+    the same target and threads does. Returns, per target, whether it stopped by its own rule (so a
+    thorough search need not run it again with more sweeps)."""
+    lane = [k for k in range(problem.batch) if min(best[k].history) > floors[k] and best[k].status != "stopped"]
+    stalled = [False] * problem.batch
+    if not lane:
+        return stalled
+    budgets = [next(s.iterations for s in starts[k] if s.init == first_scheme) for k in lane]
+    target = targets[lane]
+    begun = [inits.initialize("sqrt-target", "abba", problem.shape, problem.ranks, target=t, seed=0, dtype=t.dtype,
+                              device=t.device) for t in target]
+    offset = max(len(best[k].history) - 1 for k in lane)  # a callback's sweeps count on from the first start's
+
+    def numbered(sweep: int, errors: np.ndarray, factors: dict[str, torch.Tensor]) -> Any:
+        return callback(offset + sweep, errors, factors)
+
+    runs = literature_sweeps(target, {name: torch.stack([f[name] for f in begun]) for name in begun[0]}, budgets,
+                             callback=None if callback is None else numbered)
+    for k, budget, (found, history, _, status) in zip(lane, budgets, runs, strict=True):
+        path = history[: int(np.argmin(history)) + 1].tolist()  # a failed sweep can raise the error
+        starts[k].append(Start("sqrt-target", path[-1], len(history) - 1, "literature"))
+        stalled[k] = status == "converged"
+        if path[-1] < min(best[k].history):
+            reason = {"converged": "stalled (10 sweeps each gaining at most 1e-8)",
+                      "max_iter": f"ran its budget of {budget} sweeps (the first start's)",
+                      "diverged": "met NaN/Inf; returned its best iterate",
+                      "stopped": "was stopped by the callback"}[status]
+            found = _scale_back({name: v[None] for name, v in found.items()}, 1 / rms[k : k + 1])
+            best[k] = SolveOutput({name: v[0] for name, v in found.items()}, path, len(path) - 1, status,
+                                  f"the literature's solver from its sqrt-target start {reason}")
+            best_scheme[k] = "sqrt-target"
+    return stalled
 
 
 def _rank_tolerance(dtype: torch.dtype) -> float:

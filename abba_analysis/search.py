@@ -2,9 +2,11 @@
 
 A block-coordinate fit ends in the local minimum its start leads to, and different starts lead to
 different minima. The thorough search begins with the default fit and :data:`RESTARTS` random
-restarts, exactly as ``fit(restarts=RESTARTS)`` makes them, so it never ends above either. For ABBA
-it then runs the Hadamard-decomposition literature's solver from the literature's ``sqrt-target``
-start (:func:`literature_bcd`), so it never ends above that either. It runs Adam for
+restarts, exactly as ``fit(restarts=RESTARTS)`` makes them (for ABBA with the default's second start,
+the literature's solver, on a budget of the first start's sweeps), so it never ends above either. For
+ABBA it then runs the Hadamard-decomposition literature's solver from the literature's ``sqrt-target``
+start (:func:`~abba_analysis.solvers.literature.literature_bcd`) for its own 500 sweeps, unless the
+default's run of it already stopped by its own rule, so it never ends above that either. It runs Adam for
 :data:`ADAM_STEPS` steps from the start ``fit(solver="adam")`` takes with the same seed (the paper's
 ``abba-paper`` init for ABBA), then finishes that minimum with this package's solver, so it never ends
 above that long Adam run: Adam's noisy path settles into basins the exact sweeps do not reach. Then a
@@ -21,7 +23,6 @@ distribution of the minima a problem has can be studied. ``benchmarks/bench_thor
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,7 @@ import torch
 
 from . import inits
 from .solvers import SOLVERS, AdamOptions, Problem, Solver, SolveOutput
-from .solvers.als import _abba_sweep, residual
-from .workspace import Workspace, product
+from .solvers.literature import literature_bcd
 
 LITERATURE_SWEEPS = 500  # sweeps of the literature's solver (ABBA), its own setting
 ADAM_STEPS = 20000  # steps of the Adam leg: Adam still descends from 3000 to 20,000 steps (bench_thorough_grid)
@@ -56,7 +56,7 @@ class Start:
         Sweeps it ran.
     stage : str
         ``"final"`` (run to convergence: the default fit, its restarts, the search's finalists),
-        ``"literature"`` (the literature's solver, :func:`literature_bcd`), ``"adam"`` (the Adam leg,
+        ``"literature"`` (the literature's solver, :func:`~abba_analysis.solvers.literature.literature_bcd`), ``"adam"`` (the Adam leg,
         :data:`ADAM_STEPS` steps), ``"polish"`` (this package's solver from the Adam leg's best iterate,
         init ``"adam"``), ``"pruned"`` (stopped by successive halving) or ``"hop"``.
     """
@@ -65,76 +65,6 @@ class Start:
     error: float
     iterations: int
     stage: str
-
-
-def literature_bcd(target: torch.Tensor, factors: dict[str, torch.Tensor], *, max_iter: int = 500,
-                   ridge: float | None = None, stall: int = 10, rtol: float = 1e-8,
-                   ) -> tuple[dict[str, torch.Tensor], np.ndarray, np.ndarray]:
-    """Fit ``target ≈ (B1 A1) ⊙ (B2 A2)`` from ``factors`` by the Hadamard-decomposition literature's
-    block-coordinate descent (Wertz, Vandaele & Gillis, 2025), on this package's exact block solves.
-
-    Each factor's exact update ``X⁺`` is extrapolated at once, ``X ← X⁺ + β (X⁺ − X_prev)``, and the
-    next factor is solved against it (per pair the columns, then the rows; pair 2, then pair 1). A
-    sweep that raises the error is partly taken back (``X ← X − β (X − X_prev)``) and divides β by
-    1.5; one that lowers it grows β by 1.05 up to a cap that itself grows by 1.01 up to 1 and drops to
-    β after a failure (β starts at 0.5). No rebalancing. It stops after ``stall`` sweeps in a row that
-    each gain at most ``rtol`` (relative), or after ``max_iter``. A thorough search runs it as one of
-    its starts; ``benchmarks/bench_momentum.py`` compares the package's solver with it.
-
-    Parameters
-    ----------
-    target : (m, n) tensor
-        The matrix to fit.
-    factors : dict of tensors
-        The start: ``B1``, ``A1``, ``B2``, ``A2`` (not modified).
-    max_iter, stall, rtol
-        The stopping rule above.
-    ridge : float, optional
-        Proximal weight of the block solves relative to each Gram matrix's mean diagonal (default:
-        1e-10 in float64, 1e-6 in float32, as the package's solver).
-
-    Returns
-    -------
-    factors : dict of tensors
-        The iterate of lowest error (the error may rise on a failed sweep).
-    history : numpy.ndarray
-        Relative error at the start and after each sweep.
-    seconds : numpy.ndarray
-        Wall time to the start (0) and to each sweep's end.
-    """
-    begin = time.perf_counter()
-    if ridge is None:
-        ridge = 1e-10 if target.dtype == torch.float64 else 1e-6
-    target = target[None]
-    f = {k: v[None].clone() for k, v in factors.items()}
-    workspace, ridges = Workspace(), torch.full((1,), ridge, dtype=torch.float64)
-    norm = float(torch.linalg.matrix_norm(target))
-
-    def current_error() -> float:
-        weight = product(f["B2"], f["A2"], workspace, "weight")
-        return float(torch.linalg.matrix_norm(residual(f["B1"], f["A1"], weight, target, workspace))) / norm
-
-    history, times, cap, beta, slow = [current_error()], [0.0], 1.0, 0.5, 0
-    best = ({k: v[0].clone() for k, v in f.items()}, history[0])
-    for _ in range(max_iter):
-        previous = {k: v.clone() for k, v in f.items()}
-        momentum = (torch.full((1,), beta, dtype=torch.float64), previous)
-        err = float(torch.linalg.matrix_norm(_abba_sweep(target, f, ridges, workspace, momentum))) / norm
-        if err < history[-1]:
-            beta, cap = min(cap, 1.05 * beta), min(1.0, 1.01 * cap)
-        else:
-            for k in f:
-                f[k] -= beta * (f[k] - previous[k])
-            err = current_error()
-            cap, beta = beta, beta / 1.5
-        slow = slow + 1 if 1 - err / history[-1] <= rtol else 0
-        history.append(err)
-        times.append(time.perf_counter() - begin)
-        if err < best[1]:
-            best = ({k: v[0].clone() for k, v in f.items()}, err)
-        if slow > stall or not np.isfinite(err):
-            break
-    return best[0], np.array(history), np.array(times)
 
 
 def portfolio(method: str, tried: str) -> list[str]:
@@ -147,10 +77,12 @@ def portfolio(method: str, tried: str) -> list[str]:
 
 def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: np.random.Generator,
            floor: float, incumbent: SolveOutput, incumbent_scheme: str | None,
-           adam_start: tuple[str, np.random.Generator]) -> tuple[SolveOutput, str | None, list[Start]]:
+           adam_start: tuple[str, np.random.Generator], stalled_literature: bool = False,
+           ) -> tuple[SolveOutput, str | None, list[Start]]:
     """Search beyond ``incumbent`` (the restarted default fit's best output on ``problem``, a single
-    target): for ABBA the literature's solver from its ``sqrt-target`` start (:func:`literature_bcd`),
-    then the Adam leg from ``adam_start`` (an init scheme and the generator that draws it and drives
+    target): for ABBA the literature's solver from its ``sqrt-target`` start (:func:`literature_bcd`)
+    unless ``stalled_literature`` (the default fit ran it and it stopped by its own rule), then the
+    Adam leg from ``adam_start`` (an init scheme and the generator that draws it and drives
     Adam, as ``fit(solver="adam")`` would use them) finished by ``solver``, then ``schemes`` pruned by
     successive halving, then hops from the best minimum. An incumbent already at ``floor`` is returned
     as it is, with no records.
@@ -168,7 +100,7 @@ def search(problem: Problem, solver: Solver, options, schemes: list[str], rng: n
     # (factors, history, scheme, status) of the lowest minimum so far, the default fit's first
     best = ({k: v.clone() for k, v in incumbent.factors.items()}, list(incumbent.history), incumbent_scheme,
             incumbent.status)
-    if problem.method.name == "abba":
+    if problem.method.name == "abba" and not stalled_literature:
         # The literature's own solver from its own start: it ends in other minima than this package's.
         start = inits.initialize("sqrt-target", "abba", problem.shape, problem.ranks, target=target,
                                  seed=rng, dtype=target.dtype, device=target.device)

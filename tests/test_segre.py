@@ -78,7 +78,8 @@ def test_segre_init_falls_back_where_it_does_not_apply():
 
 def test_general_targets_keep_the_default_start():
     fit = aa.fit(aa.targets.gaussian(80, 60, seed=0), "abba", (3, 3), seed=0)
-    assert fit.init == "svd-ones" and len(fit.starts) == 1
+    assert fit.init == "svd-ones" and [(s.init, s.stage) for s in fit.starts] == [
+        ("svd-ones", "final"), ("sqrt-target", "literature")]
 
 
 def test_a_fit_far_above_the_bound_on_a_low_rank_target_says_so():

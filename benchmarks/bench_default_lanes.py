@@ -1,11 +1,11 @@
 """The default ABBA fit's two starts against its first start alone and against the literature's solver.
 
-Since 0.7.0 ``aa.fit(T, "abba", (r, r))`` runs, after the package's solver from ``svd-ones``, the
+``aa.fit(T, "abba", (r, r))`` runs, after the package's solver from ``svd-ones``, the
 Hadamard-decomposition literature's solver (Wertz, Vandaele & Gillis, 2025;
 ``aa.solvers.literature``) from the literature's own ``sqrt-target`` start, on a budget of as many
 sweeps as the first start ran, and returns the lower. For each case and seed this prints:
 
-- ``first start``: ``aa.fit(..., init="svd-ones")``, the package's solver alone (the default up to 0.6.x);
+- ``first start``: ``aa.fit(..., init="svd-ones")``, the package's solver alone (the whole default fit up to 0.5.0);
 - ``default``: ``aa.fit(...)``, both starts;
 - ``literature``: ``aa.solvers.literature.literature_bcd`` from ``sqrt-target``, 500 sweeps (its own
   setting), on the same target and thread count as the fit;

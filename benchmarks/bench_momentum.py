@@ -33,7 +33,7 @@ import torch
 
 import abba_analysis as aa
 from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
-from abba_analysis.search import literature_bcd
+from abba_analysis.solvers.literature import literature_bcd
 
 
 def default_start(target: torch.Tensor, r: int, seed: int) -> dict[str, torch.Tensor]:

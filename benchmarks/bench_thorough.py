@@ -8,7 +8,7 @@ digits where it is installed; Gaussian 200 x 200 at r = 5; 128 x 128 orthogonal 
 - ``thorough``: the same with ``effort="thorough"``;
 - ``restarts=9``: the default plus nine random starts;
 - ``literature``: block-coordinate descent with the literature's per-block momentum (Wertz, Vandaele
-  & Gillis, 2025; ``aa.search.literature_bcd``, 500 sweeps) from the literature's own start,
+  & Gillis, 2025; ``aa.solvers.literature.literature_bcd``, 500 sweeps) from the literature's own start,
   pair 1 from the SVD of sign(T)·√|T| and pair 2 from that of √|T| (``sqrt-target``);
 - ``adam``: Adam for ``--adam-steps`` steps (20,000) from the paper's init (``abba-paper``).
 
@@ -58,7 +58,7 @@ def literature(T: np.ndarray, r: int, seed: int) -> float:
     t = torch.as_tensor(T, dtype=torch.float64)
     start = aa.inits.initialize("sqrt-target", "abba", tuple(t.shape), (r, r), target=t,
                                 seed=np.random.default_rng(seed), dtype=t.dtype)
-    _, history, _ = aa.search.literature_bcd(t, start)
+    _, history, _ = aa.solvers.literature.literature_bcd(t, start)
     return float(history.min())
 
 

@@ -6,7 +6,7 @@ with the unit's own target, seed, dtype (float32) and solver options:
 
 - ``thorough``: ``aa.fit(..., effort="thorough")``, whose record of starts also gives three of the
   others: its first ten starts are ``restarts=9``'s; its ``literature`` start is block-coordinate
-  descent with the Hadamard-decomposition literature's per-block momentum (``aa.search.literature_bcd``,
+  descent with the Hadamard-decomposition literature's per-block momentum (``aa.solvers.literature.literature_bcd``,
   500 sweeps) from the literature's own ``sqrt-target`` start; its ``adam`` start is Adam for
   ``aa.search.ADAM_STEPS`` steps (20,000) from the paper's init (``abba-paper``), as
   ``fit(solver="adam")`` runs it with the same seed (``tests/test_search.py`` checks all three against

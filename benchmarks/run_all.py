@@ -17,6 +17,7 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_threads``: fits idle and beside busy processes, the thread policy vs torch's default threads;
 - ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare;
 - ``bench_extract_memory``: peak memory of ``extract`` on a checkpoint pair vs its largest layer pair and one fit;
+- ``bench_default_lanes``: the default ABBA fit's two starts vs its first start alone and the literature's solver;
 - ``bench_thorough``: ``effort="thorough"`` vs the default fit, restarts, the literature's solver and long Adam;
 - ``bench_thorough_grid``: the same on every ABBA fit of the main job (Fig. 2 grid, real panel; hours);
 - ``bench_main_job``: ``abba-analysis reproduce`` on one worker process per core vs in one process;
@@ -51,6 +52,7 @@ FULL = {
     "bench_threads": [],
     "bench_sweep_floor": [],
     "bench_extract_memory": [],
+    "bench_default_lanes": [],
     "bench_thorough": [],
     "bench_thorough_grid": [],
     "bench_main_job": [],
@@ -71,6 +73,7 @@ QUICK = {
     "bench_threads": ["--quick"],
     "bench_sweep_floor": ["--shapes", "256x256", "--ranks", "4", "16", "--threads", "1", "--repeats", "3"],
     "bench_extract_memory": ["--gigabytes", "0.13"],
+    "bench_default_lanes": ["--quick"],
     "bench_thorough": ["--quick"],
     "bench_thorough_grid": ["--quick", "--panels", "fig2", "--seeds", "0"],
     "bench_main_job": ["--quick"],

@@ -446,10 +446,10 @@ def _literature_start(problem: Problem, targets: torch.Tensor, rms: torch.Tensor
     (a sweep of either costs about the same, ``benchmarks/bench_default_lanes.py``), for every target
     above its floor. Its path leads to other minima, sometimes lower; ``best``, ``best_scheme`` and
     ``starts`` take its outcome in place. It runs on the targets as given (``targets``, not the
-    problem's, divided by ``rms``): its path is chaotic, a rounding difference can end it in another
-    minimum, and so it ends exactly where :func:`~abba_analysis.solvers.literature.literature_bcd` on
-    the same target and threads does. Returns, per target, whether it stopped by its own rule (so a
-    thorough search need not run it again with more sweeps)."""
+    problem's, divided by ``rms``), as :func:`~abba_analysis.solvers.literature.literature_bcd` would:
+    its path is chaotic, and at another scale rounding can end it in another minimum. Returns, per
+    target, whether it stopped by its own rule (so a thorough search need not run it again with more
+    sweeps)."""
     lane = [k for k in range(problem.batch) if min(best[k].history) > floors[k] and best[k].status != "stopped"]
     stalled = [False] * problem.batch
     if not lane:

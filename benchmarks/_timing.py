@@ -38,7 +38,10 @@ def peak_memory_mib(child: str, *args: object) -> tuple[float, list[str]]:
 
 
 def timed_fit(target, method, rank, **kwargs):
-    """Run ``aa.fit`` and return it with the wall time (s since the call) of each history entry."""
+    """Run ``aa.fit`` and return it with the wall time (s since the call) of each history entry.
+
+    For fits of one start only (an ABBA fit with its default init also runs the literature's solver,
+    whose sweeps the callback sees too: pass ``init=``)."""
     times = []
     start = time.perf_counter()
 
@@ -46,6 +49,8 @@ def timed_fit(target, method, rank, **kwargs):
         times.append(time.perf_counter() - start)
 
     fit = aa.fit(target, method, rank, callback=record, **kwargs)
+    if len(fit.starts) > 1:
+        raise ValueError(f"timed_fit times one start; this fit ran {len(fit.starts)}: pass init=")
     # history[0] is the start (before any iteration); entries 1.. match the callback calls.
     return fit, np.array([0.0] + times[: len(fit.history) - 1])
 

@@ -5,7 +5,7 @@ Hadamard-decomposition literature's solver (Wertz, Vandaele & Gillis, 2025;
 ``aa.solvers.literature``) from the literature's own ``sqrt-target`` start, on a budget of as many
 sweeps as the first start ran, and returns the lower. For each case and seed this prints:
 
-- ``first start``: ``aa.fit(..., init="svd-ones")``, the package's solver alone (the whole default fit up to 0.5.0);
+- ``first start``: ``aa.fit(..., init="svd-ones")``, the package's solver alone (the whole default fit before commit 620ec3f);
 - ``default``: ``aa.fit(...)``, both starts;
 - ``literature``: ``aa.solvers.literature.literature_bcd`` from ``sqrt-target``, 500 sweeps (its own
   setting), on the same target and thread count as the fit;

@@ -18,7 +18,7 @@ from .metrics import Bracket, abba_bracket
 from .parameterizations import get_method
 from .search import RESTARTS, Start, portfolio, search
 from .solvers import Callback, Problem, Solver, SolveOutput, get_solver, make_options
-from .solvers.literature import literature_sweeps
+from .solvers import literature
 from .threads import fit_threads, iteration_work
 
 EFFORTS = ("default", "thorough")
@@ -71,8 +71,8 @@ class FitResult:
     starts : list of :class:`~abba_analysis.search.Start`
         Every start run, with its init scheme, final error, iterations and stage: at most
         ``1 + restarts`` with the default effort, plus the literature's solver for a default ABBA fit
-        (an ABBA start that reaches the rank-r1 r2 SVD error ends the starts), those of ``restarts=9`` then the whole portfolio and its hops with
-        ``effort="thorough"``. The best is returned. ``sorted(s.error for s in result.starts)`` is
+        (an ABBA start that reaches the rank-r1 r2 SVD error ends the starts), those of
+        ``restarts=9`` then the whole portfolio and its hops with ``effort="thorough"``. The best is returned. ``sorted(s.error for s in result.starts)`` is
         the distribution of the minima found.
     num_params : int
         Trainable parameters.
@@ -458,19 +458,19 @@ def _literature_start(problem: Problem, targets: torch.Tensor, rms: torch.Tensor
     target = targets[lane]
     begun = [inits.initialize("sqrt-target", "abba", problem.shape, problem.ranks, target=t, seed=0, dtype=t.dtype,
                               device=t.device) for t in target]
-    offset = max(len(best[k].history) - 1 for k in lane)  # a callback's sweeps count on from the first start's
+    offset = max(budgets)  # a callback's sweeps count on from the first start's
 
     def numbered(sweep: int, errors: np.ndarray, factors: dict[str, torch.Tensor]) -> Any:
         return callback(offset + sweep, errors, factors)
 
-    runs = literature_sweeps(target, {name: torch.stack([f[name] for f in begun]) for name in begun[0]}, budgets,
-                             callback=None if callback is None else numbered)
+    stacked_start = {name: torch.stack([f[name] for f in begun]) for name in begun[0]}
+    runs = literature.literature_sweeps(target, stacked_start, budgets, callback=None if callback is None else numbered)
     for k, budget, (found, history, _, status) in zip(lane, budgets, runs, strict=True):
         path = history[: int(np.argmin(history)) + 1].tolist()  # a failed sweep can raise the error
         starts[k].append(Start("sqrt-target", path[-1], len(history) - 1, "literature"))
         stalled[k] = status == "converged"
         if path[-1] < min(best[k].history):
-            reason = {"converged": "stalled (10 sweeps each gaining at most 1e-8)",
+            reason = {"converged": f"stalled ({literature.STALL} sweeps each gaining at most {literature.RTOL:g})",
                       "max_iter": f"ran its budget of {budget} sweeps (the first start's)",
                       "diverged": "met NaN/Inf; returned its best iterate",
                       "stopped": "was stopped by the callback"}[status]

@@ -6,8 +6,8 @@ restarts, exactly as ``fit(restarts=RESTARTS)`` makes them (for ABBA with the de
 the literature's solver, on a budget of the first start's sweeps), so it never ends above either. For
 ABBA it then runs the Hadamard-decomposition literature's solver from the literature's ``sqrt-target``
 start (:func:`~abba_analysis.solvers.literature.literature_bcd`) for its own 500 sweeps, unless the
-default's run of it already stopped by its own rule, so it never ends above that either. It runs Adam for
-:data:`ADAM_STEPS` steps from the start ``fit(solver="adam")`` takes with the same seed (the paper's
+default's run of it already stopped by its own rule, so it never ends above that either. It runs Adam
+for :data:`ADAM_STEPS` steps from the start ``fit(solver="adam")`` takes with the same seed (the paper's
 ``abba-paper`` init for ABBA), then finishes that minimum with this package's solver, so it never ends
 above that long Adam run: Adam's noisy path settles into basins the exact sweeps do not reach. Then a
 portfolio of structurally
@@ -56,7 +56,8 @@ class Start:
         Sweeps it ran.
     stage : str
         ``"final"`` (run to convergence: the default fit, its restarts, the search's finalists),
-        ``"literature"`` (the literature's solver, :func:`~abba_analysis.solvers.literature.literature_bcd`), ``"adam"`` (the Adam leg,
+        ``"literature"`` (the literature's solver,
+        :func:`~abba_analysis.solvers.literature.literature_bcd`), ``"adam"`` (the Adam leg,
         :data:`ADAM_STEPS` steps), ``"polish"`` (this package's solver from the Adam leg's best iterate,
         init ``"adam"``), ``"pruned"`` (stopped by successive halving) or ``"hop"``.
     """

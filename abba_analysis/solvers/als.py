@@ -167,6 +167,12 @@ def lowrank_weight_gram(left: torch.Tensor, right: torch.Tensor, basis: torch.Te
     return product(_outer_rows(left, workspace, "outer_left"), kernel, workspace, "lowrank_gram").unflatten(-1, (r, r))
 
 
+def default_ridge(dtype: torch.dtype) -> float:
+    """The proximal weight of exact block solves, relative to each Gram matrix's mean diagonal, when
+    none is given (:attr:`ALSOptions.ridge`): 1e-10 in float64, 1e-6 in lower precisions."""
+    return 1e-10 if dtype == torch.float64 else 1e-6
+
+
 def lowrank_route_is_cheaper(p: int, q: int, n: int, dtype: torch.dtype) -> bool:
     """Whether :func:`lowrank_weight_gram` (``(p + n) q^2 r^2``, in float64) beats the dense route
     (``p n r^2``, in the fit's dtype) for a ``p x n`` weight of rank q: when q is below about
@@ -552,8 +558,7 @@ class ALS:
         callback is called with the latest target's sweep number."""
         batch, abba = problem.batch, problem.method.name == "abba"
         offset = torch.tensor(sweeps_run if sweeps_run is not None else [0] * batch)
-        base_ridge = options.ridge if options.ridge is not None else (
-            1e-10 if problem.target.dtype == torch.float64 else 1e-6)
+        base_ridge = options.ridge if options.ridge is not None else default_ridge(problem.target.dtype)
         target_norms = torch.linalg.matrix_norm(problem.target).double().cpu()
 
         workspace = Workspace()  # the sweeps' m x n temporaries, allocated once for the fit

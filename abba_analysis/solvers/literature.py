@@ -20,14 +20,15 @@ import numpy as np
 import torch
 
 from ..workspace import Workspace, product
-from .als import _abba_sweep, residual
+from .als import _abba_sweep, default_ridge, residual
 from .base import Callback, Factors
 
 BETA, GROWTH, CAP_GROWTH, SHRINK = 0.5, 1.05, 1.01, 1.5  # the literature's settings
+STALL, RTOL = 10, 1e-8  # its stopping rule: STALL sweeps in a row that each gain at most RTOL (relative)
 
 
 def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence[int], *, ridge: float | None = None,
-                      stall: int = 10, rtol: float = 1e-8, callback: Callback | None = None,
+                      stall: int = STALL, rtol: float = RTOL, callback: Callback | None = None,
                       ) -> list[tuple[Factors, np.ndarray, np.ndarray, str]]:
     """Run the literature's solver on a stack of targets, each with its own β and stopping rule.
 
@@ -40,7 +41,7 @@ def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence
         Each target's sweep budget.
     ridge : float, optional
         Proximal weight of the block solves relative to each Gram matrix's mean diagonal (default:
-        1e-10 in float64, 1e-6 in float32, as :class:`~abba_analysis.solvers.als.ALS`).
+        :func:`~abba_analysis.solvers.als.default_ridge`, as :class:`~abba_analysis.solvers.als.ALS`).
     stall, rtol
         A target stops after ``stall`` sweeps in a row that each gain at most ``rtol`` (relative),
         the literature's rule, or when its error is not finite.
@@ -58,17 +59,18 @@ def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence
     begin = time.perf_counter()
     batch = target.shape[0]
     if ridge is None:
-        ridge = 1e-10 if target.dtype == torch.float64 else 1e-6
+        ridge = default_ridge(target.dtype)
     f = {k: v.clone() for k, v in factors.items()}
     workspace, ridges = Workspace(), torch.full((batch,), ridge, dtype=torch.float64)
     norms = torch.linalg.matrix_norm(target).double().cpu()
-    rows = torch.arange(batch)  # the targets still sweeping; f holds only theirs
+    rows = torch.arange(batch)  # the targets still sweeping; f and running hold only theirs
+    running = target
 
     def errors_of(local: torch.Tensor) -> torch.Tensor:
         """Relative errors of the running targets at positions ``local`` of ``rows``."""
         part = {k: v[local] for k, v in f.items()}
         weight = product(part["B2"], part["A2"], workspace, "weight")
-        res = residual(part["B1"], part["A1"], weight, target[rows[local]], workspace)
+        res = residual(part["B1"], part["A1"], weight, running[local], workspace)
         return torch.linalg.matrix_norm(res).double().cpu() / norms[rows[local]]
 
     first = errors_of(torch.arange(batch))
@@ -80,7 +82,7 @@ def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence
     slow, statuses = [0] * batch, ["max_iter"] * batch
     for sweep in range(1, max(max_iter, default=0) + 1):
         previous = {k: v.clone() for k, v in f.items()}
-        res = _abba_sweep(target[rows], f, ridges[rows], workspace, (beta[rows], previous))
+        res = _abba_sweep(running, f, ridges[rows], workspace, (beta[rows], previous))
         errors = torch.linalg.matrix_norm(res).double().cpu() / norms[rows]
         last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
         failed = ~(errors < last)
@@ -114,12 +116,12 @@ def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence
         if bool(done.all()):
             break
         keep = (~done).nonzero()[:, 0]
-        rows, f = rows[keep], {k: v[keep] for k, v in f.items()}
+        rows, running, f = rows[keep], running[keep], {k: v[keep] for k, v in f.items()}
     return [(best[k][0], np.array(histories[k]), np.array(times[k]), statuses[k]) for k in range(batch)]
 
 
 def literature_bcd(target: torch.Tensor, factors: Factors, *, max_iter: int = 500, ridge: float | None = None,
-                   stall: int = 10, rtol: float = 1e-8) -> tuple[Factors, np.ndarray, np.ndarray]:
+                   stall: int = STALL, rtol: float = RTOL) -> tuple[Factors, np.ndarray, np.ndarray]:
     """Fit one target ``≈ (B1 A1) ⊙ (B2 A2)`` from ``factors`` by the literature's solver
     (:func:`literature_sweeps`, whose options these are; ``max_iter`` is the sweep budget).
 
@@ -140,4 +142,4 @@ def literature_bcd(target: torch.Tensor, factors: Factors, *, max_iter: int = 50
     """
     ((found, history, seconds, _),) = literature_sweeps(target[None], {k: v[None] for k, v in factors.items()},
                                                         [max_iter], ridge=ridge, stall=stall, rtol=rtol)
-    return {k: v for k, v in found.items()}, history, seconds
+    return found, history, seconds

@@ -204,8 +204,9 @@ def fit(
         ABBA fit with the ``"als"`` solver then runs a second solver from a second start: the
         Hadamard-decomposition literature's block-coordinate descent (Wertz, Vandaele & Gillis,
         2025; :mod:`~abba_analysis.solvers.literature`) from its own ``"sqrt-target"`` start, on a
-        budget of as many sweeps as the first start ran (so the fit costs up to about twice the
-        first start), and returns the lower of the two (after any ``restarts``): their paths end in
+        budget of as many sweeps as the first start ran, abandoned once it could not reach the
+        first start's error in that budget (so the fit costs up to about twice the first start),
+        and returns the lower of the two (after any ``restarts``): their paths end in
         different minima, each lower on some targets (``benchmarks/bench_default_lanes.py``). An
         ``init`` given runs that start alone.
     seed : None, int, numpy Generator, or a sequence of them (stacks)
@@ -444,7 +445,9 @@ def _literature_start(problem: Problem, targets: torch.Tensor, rms: torch.Tensor
     """The default ABBA fit's second start: the literature's solver (:mod:`~abba_analysis.solvers.literature`)
     from its own ``sqrt-target`` start, on a budget of as many sweeps as the ``first_scheme`` start ran
     (a sweep of either costs about the same, ``benchmarks/bench_default_lanes.py``), for every target
-    above its floor. Its path leads to other minima, sometimes lower; ``best``, ``best_scheme`` and
+    above its floor, abandoned once it could not reach the first start's error in that budget
+    (:func:`~abba_analysis.solvers.literature.hopeless`). Its path leads to other minima, sometimes
+    lower; ``best``, ``best_scheme`` and
     ``starts`` take its outcome in place. It runs on the targets as given (``targets``, not the
     problem's, divided by ``rms``), as :func:`~abba_analysis.solvers.literature.literature_bcd` would:
     its path is chaotic, and at another scale rounding can end it in another minimum. Returns, per
@@ -464,7 +467,9 @@ def _literature_start(problem: Problem, targets: torch.Tensor, rms: torch.Tensor
         return callback(offset + sweep, errors, factors)
 
     stacked_start = {name: torch.stack([f[name] for f in begun]) for name in begun[0]}
-    runs = literature.literature_sweeps(target, stacked_start, budgets, callback=None if callback is None else numbered)
+    goals = [min(best[k].history) for k in lane]
+    runs = literature.literature_sweeps(target, stacked_start, budgets, goals=goals,
+                                        callback=None if callback is None else numbered)
     for k, budget, (found, history, _, status) in zip(lane, budgets, runs, strict=True):
         path = history[: int(np.argmin(history)) + 1].tolist()  # a failed sweep can raise the error
         starts[k].append(Start("sqrt-target", path[-1], len(history) - 1, "literature"))

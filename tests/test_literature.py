@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import abba_analysis as aa
-from abba_analysis.solvers.literature import literature_bcd, literature_sweeps
+from abba_analysis.solvers.literature import PRUNE_AFTER, PRUNE_WINDOW, hopeless, literature_bcd, literature_sweeps
 
 
 def sqrt_start(t: torch.Tensor, r: int) -> dict[str, torch.Tensor]:
@@ -72,3 +72,39 @@ def test_a_stack_default_fit_equals_lone_fits():
         alone = aa.fit(targets[k], "abba", (2, 2), seed=k, max_iter=40)
         assert [(s.init, s.iterations) for s in fit.starts] == [(s.init, s.iterations) for s in alone.starts]
         assert fit.error == pytest.approx(alone.error, rel=1e-6)
+
+
+def test_hopeless_extrapolates_the_recent_rate_with_slack():
+    """Abandon only after a quarter of the budget, and only when four times the last window's mean
+    descent, kept for every sweep left, would not reach the goal."""
+    budget = 100
+    falling = [1.0 - 0.001 * i for i in range(41)]  # 0.96 after 40 sweeps, 0.001 per sweep
+    # 60 sweeps left at 4 x 0.001 reach 0.72: a goal of 0.70 is out of reach, 0.75 is not
+    assert hopeless(falling, 0.70, budget) and not hopeless(falling, 0.75, budget)
+    assert not hopeless(falling[:20], 0.0, budget)  # before a quarter of the budget: no verdict
+    assert not hopeless(falling, 0.0, 40)  # the budget is spent: the run ends by its budget anyway
+    flat = [0.5] * 41
+    assert hopeless(flat, 0.4999, budget) and not hopeless(flat, 0.5, budget)
+    assert PRUNE_AFTER * budget >= PRUNE_WINDOW  # the window fits in the sweeps before a verdict
+    rising_then_flat = [1.0, 0.5] + [0.6] * 39  # failed sweeps raise the error: the best so far counts
+    assert not hopeless(rising_then_flat, 0.5, budget) and hopeless(rising_then_flat, 0.49, budget)
+
+
+def test_a_goal_abandons_runs_that_cannot_reach_it():
+    """A target whose goal is below what its run reaches in the budget is abandoned early, above
+    its goal, with its path up to then equal to the unpruned run's; an easy goal changes nothing."""
+    targets = torch.stack([torch.as_tensor(aa.targets.make("gaussian", 40, 30, seed=s)) for s in range(2)])
+    starts = [sqrt_start(t, 3) for t in targets]
+    stacked = {k: torch.stack([s[k] for s in starts]) for k in starts[0]}
+    budgets = [200, 200]
+    free = literature_sweeps(targets, stacked, budgets, stall=10**9, rtol=0)
+    goals = [0.5 * free[0][1].min(), 0.0]  # out of reach; unreachable too (the rate is 0 near the end)
+    pruned = literature_sweeps(targets, stacked, budgets, stall=10**9, rtol=0, goals=goals)
+    for (_, history, _, status), (_, full, _, _), goal in zip(pruned, free, goals, strict=True):
+        assert status == "abandoned" and PRUNE_AFTER * 200 <= len(history) - 1 < 200
+        assert min(history) > goal
+        np.testing.assert_allclose(history, full[: len(history)], rtol=1e-9)
+    easy = literature_sweeps(targets, stacked, budgets, stall=10**9, rtol=0, goals=[2.0, 2.0])
+    for (_, history, _, status), (_, full, _, _) in zip(easy, free, strict=True):
+        assert status == "max_iter"
+        np.testing.assert_allclose(history, full, rtol=1e-9)

@@ -263,7 +263,9 @@ def _lu_step(system: torch.Tensor, shift: torch.Tensor | None, rhs: torch.Tensor
     small matrices (measured)."""
     if shift is not None:
         system.diagonal(dim1=-2, dim2=-1).add_(shift[..., None])
-    step, info = torch.linalg.solve_ex(system, rhs[..., None])
+    # The systems are symmetric: their transposed view is the column-major layout LAPACK factors in
+    # place, where the row-major one would be copied first (``benchmarks/bench_small_solves.py``).
+    step, info = torch.linalg.solve_ex(system.mT, rhs[..., None])
     step = step[..., 0]
     # LAPACK can also return NaN with info 0, for a system that float32 rounding of its Gram matrix
     # left indefinite despite the ridge (seen on a 0.2%-sparse 768 x 768 target at r = 36).

@@ -26,10 +26,27 @@ from .base import Callback, Factors
 BETA, GROWTH, CAP_GROWTH, SHRINK = 0.5, 1.05, 1.01, 1.5  # the literature's settings
 STALL, RTOL = 10, 1e-8  # its stopping rule: STALL sweeps in a row that each gain at most RTOL (relative)
 
+#: A run given a goal is abandoned once, after this share of its budget, it could not reach the goal
+#: even descending for the rest of its budget at :data:`PRUNE_SLACK` times its mean rate over its last
+#: :data:`PRUNE_WINDOW` sweeps. Its error can plateau and then fall again (Les Misérables at r = 3
+#: does, from sweep 15 to about 100 of 500), hence the slack and no verdict on the first quarter;
+#: ``benchmarks/bench_default_lanes.py`` measures what the rule costs the default fit.
+PRUNE_AFTER, PRUNE_WINDOW, PRUNE_SLACK = 0.25, 10, 4
+
+
+def hopeless(history: Sequence[float], goal: float, budget: int) -> bool:
+    """Whether a run with this error ``history`` (start, then each sweep) and sweep ``budget`` should be
+    abandoned for not reaching ``goal`` (the rule of :data:`PRUNE_AFTER`)."""
+    sweep = len(history) - 1
+    if sweep < max(PRUNE_WINDOW, PRUNE_AFTER * budget) or sweep >= budget:
+        return False
+    now, then = min(history), min(history[:-PRUNE_WINDOW])
+    return now - goal > PRUNE_SLACK * (then - now) / PRUNE_WINDOW * (budget - sweep)
+
 
 def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence[int], *, ridge: float | None = None,
-                      stall: int = STALL, rtol: float = RTOL, callback: Callback | None = None,
-                      ) -> list[tuple[Factors, np.ndarray, np.ndarray, str]]:
+                      stall: int = STALL, rtol: float = RTOL, goals: Sequence[float] | None = None,
+                      callback: Callback | None = None) -> list[tuple[Factors, np.ndarray, np.ndarray, str]]:
     """Run the literature's solver on a stack of targets, each with its own β and stopping rule.
 
     Parameters
@@ -45,6 +62,9 @@ def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence
     stall, rtol
         A target stops after ``stall`` sweeps in a row that each gain at most ``rtol`` (relative),
         the literature's rule, or when its error is not finite.
+    goals : sequence of K floats, optional
+        Errors to beat: a target is abandoned once it could not reach its goal in its budget
+        (:func:`hopeless`), as when it runs as a second start against another start's error.
     callback : callable, optional
         ``callback(sweep, errors, factors)`` after each sweep, with the errors (numpy) and factors
         of the targets still running; returning True stops them all.
@@ -54,7 +74,8 @@ def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence
     list of ``(factors, history, seconds, status)``, one per target
         The iterate of lowest error (a failed sweep raises the error), the relative error at the start
         and after each sweep, the wall time to the start (0) and to each sweep's end, and
-        ``"converged"`` (stalled), ``"max_iter"``, ``"diverged"`` or ``"stopped"``.
+        ``"converged"`` (stalled), ``"max_iter"``, ``"abandoned"`` (above its goal for good: its error
+        is then above the goal), ``"diverged"`` or ``"stopped"``.
     """
     begin = time.perf_counter()
     batch = target.shape[0]
@@ -107,6 +128,8 @@ def literature_sweeps(target: torch.Tensor, factors: Factors, max_iter: Sequence
                 statuses[k], done[i] = "diverged", True
             elif slow[k] > stall:
                 statuses[k], done[i] = "converged", True
+            elif goals is not None and hopeless(histories[k], goals[k], max_iter[k]):
+                statuses[k], done[i] = "abandoned", True
             elif sweep >= max_iter[k]:
                 done[i] = True
         if callback is not None and callback(sweep, errors.numpy(), dict(f)):

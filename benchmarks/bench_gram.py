@@ -5,6 +5,9 @@ Every exact block update of HiRA and ABBA (dense route) needs, for each row i of
 entries by one product and copies each to both places; the baseline is the full product with all r^2
 outer-product columns, ``squared @ kron_rows(basis^T)`` (what the solver did before). Both run on one
 torch thread, in float32, into reused buffers; the table gives medians and the largest difference.
+It also times the solver's next step, the copy of the Grams into its float64 ``(p, r, r)`` systems
+(``proximal_step``), from their storage as ``dense_weight_gram`` lays it out, rows padded by
+``GRAM_ROW_PADDING`` entries, against the same values stored unpadded (the layout before).
 
     python benchmarks/bench_gram.py [--size 512] [--ranks 8 16 36 72] [--batches 1 12] [--repeats 7]
 """
@@ -38,8 +41,9 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     n = args.size
     print(f"# Gram matrices of a {n}x{n} weight, float32, 1 torch thread; {machine()}; medians of {args.repeats}")
-    print("| targets | r | full ms | symmetric ms | full / symmetric | max relative difference |")
-    print("|---|---|---|---|---|---|")
+    print("| targets | r | full ms | symmetric ms | full / symmetric | max relative difference "
+          "| copy unpadded ms | copy padded ms | unpadded / padded |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for k in args.batches:
         squared = torch.rand(k, n, n, generator=gen)
         for r in args.ranks:
@@ -50,7 +54,13 @@ def main() -> None:
             difference = float((got - reference).abs().max() / reference.abs().max())
             full = seconds(lambda: full_gram(squared, basis, out), args.repeats)
             symmetric = seconds(lambda: dense_weight_gram(squared, basis, workspace), args.repeats)
-            print(f"| {k} | {r} | {1e3 * full:.2f} | {1e3 * symmetric:.2f} | {full / symmetric:.2f}x | {difference:.1e} |",
+            unpadded = got.movedim(-3, -1).contiguous().movedim(-1, -3)  # the same Grams, rows of stride p
+            system = torch.empty(got.shape, dtype=torch.float64)
+            assert torch.equal(system.copy_(got), unpadded.double())
+            copy_unpadded = seconds(lambda: system.copy_(unpadded), args.repeats)
+            copy_padded = seconds(lambda: system.copy_(got), args.repeats)
+            print(f"| {k} | {r} | {1e3 * full:.2f} | {1e3 * symmetric:.2f} | {full / symmetric:.2f}x | {difference:.1e} "
+                  f"| {1e3 * copy_unpadded:.2f} | {1e3 * copy_padded:.2f} | {copy_unpadded / copy_padded:.2f}x |",
                   flush=True)
 
 

@@ -7,6 +7,7 @@ import pytest
 import abba_analysis as aa
 from abba_analysis import metrics
 from abba_analysis.solvers import als
+from abba_analysis.workspace import Workspace
 
 KINDS = {
     "low_rank": dict(rank=20),
@@ -250,6 +251,12 @@ def test_both_gram_routes_equal_the_explicit_per_row_grams():
                             for k in range(2)])
     torch.testing.assert_close(dense_weight_gram(weight * weight, basis), explicit, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(lowrank_weight_gram(left, right, basis), explicit, rtol=1e-12, atol=1e-12)
+    workspace = Workspace()  # its buffers are reused (rows padded), for a smaller rank after a larger one
+    for rank in (5, 3):
+        expected = torch.stack([torch.stack([basis[k, :rank] @ torch.diag(weight[k, i] ** 2) @ basis[k, :rank].T
+                                             for i in range(30)]) for k in range(2)])
+        got = dense_weight_gram(weight * weight, basis[:, :rank], workspace)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_row_and_column_updates_solve_the_proximal_least_squares_problems():

@@ -123,6 +123,13 @@ def _symmetric_layout(r: int, device: torch.device) -> tuple[torch.Tensor, torch
     return rows.to(device), cols.to(device), position.flatten().to(device)
 
 
+#: Entries added to each row of the Gram matrices' ``(r², p)`` storage (:func:`dense_weight_gram`). With p a
+#: multiple of a large power of two (512, 1024, ...) the solver's copy of the systems out of that layout,
+#: which reads one entry every p, maps its reads to a few cache sets; 8 more entries per row make that
+#: copy 2.5-5x faster there and cost nothing elsewhere (``benchmarks/bench_gram.py``).
+GRAM_ROW_PADDING = 8
+
+
 def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor,
                       workspace: Workspace | None = None) -> torch.Tensor:
     """``G[i] = basis diag(squared_weight[i]) basis^T`` for every row i: one GEMM, ``O(p n r(r+1)/2)``.
@@ -132,8 +139,8 @@ def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor,
     The Grams are symmetric, so the GEMM computes each distinct entry once (half of the r² products
     a full one would) and copies it to both places: bit-identical to the full product and faster
     from r = 8 on (``benchmarks/bench_gram.py``). The result is a view of storage laid out
-    ``(..., r, r, p)`` (the workspace's ``"gram"`` buffer when one is given): the systems of each
-    entry side by side, as :func:`proximal_step`'s lane-wise solver takes them.
+    ``(..., r, r, p + GRAM_ROW_PADDING)`` (the workspace's ``"gram"`` buffer when one is given): the
+    systems of each entry side by side, as :func:`proximal_step`'s lane-wise solver takes them.
     """
     r = basis.shape[-2]
     rows, cols, position = _symmetric_layout(r, basis.device)
@@ -144,8 +151,10 @@ def dense_weight_gram(squared_weight: torch.Tensor, basis: torch.Tensor,
 
     pairs = picked(rows, "pairs").mul_(picked(cols, "pairs_other"))  # (..., r(r+1)/2, n)
     packed = product(pairs, squared_weight.mT, workspace, "packed_gram")  # (..., r(r+1)/2, p)
-    shape = (*packed.shape[:-2], r * r, packed.shape[-1])
-    full = torch.index_select(packed, -2, position, out=None if workspace is None else workspace.like("gram", shape, packed))
+    p = packed.shape[-1]
+    shape = (*packed.shape[:-2], r * r, p + GRAM_ROW_PADDING)
+    storage = (packed.new_empty(shape) if workspace is None else workspace.like("gram", shape, packed))[..., :p]
+    full = torch.index_select(packed, -2, position, out=storage)
     return full.unflatten(-2, (r, r)).movedim(-1, -3)
 
 

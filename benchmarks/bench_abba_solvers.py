@@ -16,11 +16,12 @@ needs to reach the exact-only fit's final error as a ratio to that fit's total t
 Medians over ``--repeats`` seeds (for ``real``: the MiniLM fine-tuning delta of one layer per repeat);
 inf: not reached in the median seed.
 
-Kinds: ``gaussian``, ``orthogonal``, ``sparse`` (random, any shape) and ``real`` (the ``ΔW`` of a
+Kinds: ``gaussian``, ``orthogonal``, ``sparse`` (random, any shape), ``real`` (the ``ΔW`` of a
 real MiniLM fine-tune, :func:`abba_analysis.deltas.minilm.finetune_minilm`; its MLP output weights are
-384 x 1536, so ``real`` runs at that shape only).
+384 x 1536, so ``real`` runs at that shape only) and ``pretrained`` (the pretrained MiniLM's attention
+query weights W0 themselves, one layer per repeat; 384 x 384 only).
 
-    python benchmarks/bench_abba_solvers.py [--shapes 512x512 384x1536] [--ranks 4 8 16 32 64] [--repeats 5]
+    python benchmarks/bench_abba_solvers.py [--shapes 512x512 384x1536 384x384] [--ranks 4 8 16 32 64] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ import numpy as np
 import torch
 
 import abba_analysis as aa
-from _timing import add_case_arguments, cases, machine, median, real_layers, time_to_error, timed_fit
+from _timing import (add_case_arguments, cases, machine, median, pretrained_weights, real_layers, time_to_error,
+                     timed_fit)
 
 
 def main() -> None:
@@ -48,12 +50,13 @@ def main() -> None:
           "| default s to Adam's error | ratio vs Adam | exact-only ratio vs Adam | exact-only s "
           "| default s to exact-only final | ratio vs exact |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    real = [layer.delta for layer in real_layers(args.repeats)] if "real" in args.kinds else []
+    fixed = {"real": [layer.delta for layer in real_layers(args.repeats)] if "real" in args.kinds else [],
+             "pretrained": pretrained_weights(args.repeats) if "pretrained" in args.kinds else []}
     vs_adam, vs_exact, finals = [], [], []
     for shape_text, shape, kind, r in cases(args.shapes, args.kinds, args.ranks):
         rows = []
         for seed in range(args.repeats):
-            T = real[seed] if kind == "real" else aa.targets.make(kind, *shape, seed=seed, dtype="float32")
+            T = fixed[kind][seed] if kind in fixed else aa.targets.make(kind, *shape, seed=seed, dtype="float32")
             adam, adam_t = timed_fit(T, "abba", (r, r), solver="adam", steps=args.steps, lr=1e-2,
                                      schedule="cosine", seed=seed, device=args.device, bracket=False)
             fit, fit_t = timed_fit(T, "abba", (r, r), seed=seed, device=args.device, bracket=False, init="svd-ones")

@@ -467,14 +467,14 @@ def _literature_start(problem: Problem, targets: torch.Tensor, rms: torch.Tensor
         return callback(offset + sweep, errors, factors)
 
     stacked_start = {name: torch.stack([f[name] for f in begun]) for name in begun[0]}
-    goals = [min(best[k].history) for k in lane]
+    goals = [min(best[k].history) for k in lane]  # each target's first start (and restarts): to beat
     runs = literature.literature_sweeps(target, stacked_start, budgets, goals=goals,
                                         callback=None if callback is None else numbered)
-    for k, budget, (found, history, _, status) in zip(lane, budgets, runs, strict=True):
+    for k, budget, goal, (found, history, _, status) in zip(lane, budgets, goals, runs, strict=True):
         path = history[: int(np.argmin(history)) + 1].tolist()  # a failed sweep can raise the error
         starts[k].append(Start("sqrt-target", path[-1], len(history) - 1, "literature"))
         stalled[k] = status == "converged"
-        if path[-1] < min(best[k].history):
+        if path[-1] < goal:
             reason = {"converged": f"stalled ({literature.STALL} sweeps each gaining at most {literature.RTOL:g})",
                       "max_iter": f"ran its budget of {budget} sweeps (the first start's)",
                       "diverged": "met NaN/Inf; returned its best iterate",

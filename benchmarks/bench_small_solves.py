@@ -2,7 +2,7 @@
 
 Each proximal step of the block-coordinate solver solves one positive-definite r x r system per row
 (or column) of every target, in float64. For N such systems we time ``torch.linalg.solve_ex`` (LU,
-the systems stored one after another) given the row-major systems (the solver up to 0.5.0: LAPACK
+the systems stored one after another) given the row-major systems (the solver up to commit 5696718: LAPACK
 copies them to column-major first) and given their transposed view (the solver: the systems are
 symmetric, so that view is column-major and the same matrix), and
 :func:`abba_analysis.linalg.cholesky_solve_lanes` (the systems stored lane-wise); we print the
@@ -40,8 +40,8 @@ def main() -> None:
             systems = x @ x.mT  # like a Gram matrix of 2r weighted columns
             rhs = torch.randn(count, r, generator=gen, dtype=torch.float64)
             lane_systems, lane_rhs = systems.permute(1, 2, 0).contiguous(), rhs.T.contiguous()
-            # Both time a copy of the systems: the solver makes one (float64, ridge on the diagonal)
-            # before either route, and the lane-wise solve overwrites its inputs.
+            # All three time a copy of the systems: the solver makes one (float64, ridge on the
+            # diagonal) before either route, and the lane-wise solve overwrites its inputs.
             row_major = seconds(lambda: torch.linalg.solve_ex(systems.clone(), rhs[..., None]), args.repeats)
             lu = seconds(lambda: torch.linalg.solve_ex(systems.clone().mT, rhs[..., None]), args.repeats)
             lanes = seconds(lambda: cholesky_solve_lanes(lane_systems.clone(), lane_rhs.clone()), args.repeats)

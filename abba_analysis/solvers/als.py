@@ -125,8 +125,8 @@ def _symmetric_layout(r: int, device: torch.device) -> tuple[torch.Tensor, torch
 
 #: Entries added to each row of the Gram matrices' ``(r², p)`` storage (:func:`dense_weight_gram`). With p a
 #: multiple of a large power of two (512, 1024, ...) the solver's copy of the systems out of that layout,
-#: which reads one entry every p, maps its reads to a few cache sets; 8 more entries per row make that
-#: copy 2.5-5x faster there and cost nothing elsewhere (``benchmarks/bench_gram.py``).
+#: which reads one entry every p, maps its reads to a few cache sets; 8 more entries per row spread
+#: them, and cost nothing where p is not such a multiple (``benchmarks/bench_gram.py``).
 GRAM_ROW_PADDING = 8
 
 

@@ -222,6 +222,8 @@ def _reproduce_command(args: argparse.Namespace) -> int:
     from .threads import usable_cores
 
     studies = ["main", "inits"] if args.study == "all" else [args.study]
+    if args.full:
+        studies.append("full")
     start = time.perf_counter()
     summary = reproduce(args.out, work_dir=args.work_dir, quick=args.quick, studies=studies,
                         workers=args.workers or usable_cores(), progress=not args.no_progress)
@@ -306,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes (under 2 minutes), for CI and smoke tests")
     p.add_argument("--study", choices=["all", "main", "inits"], default="all",
                    help="main: Fig. 2, solver convergence and real weights; inits: initialization studies")
+    p.add_argument("--full", action="store_true",
+                   help="also Fig. 2 at 768x768 on the constructions matching the paper's panels, with thorough "
+                        "fits at r = 72 (about an hour on 2 cores)")
     p.add_argument("--work-dir", default="results", help="where runs keep their journals (resumable)")
     p.add_argument("--out", default=None, help="where figures, tables and summary.md go (default: WORK_DIR/figures)")
     p.add_argument("--workers", type=int, default=0,

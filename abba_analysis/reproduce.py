@@ -7,7 +7,10 @@
   three seeds), a solver-convergence experiment (exact block-coordinate vs Adam), and a real-weight
   panel: genuine fine-tuning deltas of all-MiniLM-L6-v2 when the ``real`` extra is installed, else
   of a generated MLP checkpoint pair;
-- ``inits``: the initialization studies (step-0 gradient flow, the scaling law, fit quality by scheme).
+- ``inits``: the initialization studies (step-0 gradient flow, the scaling law, fit quality by scheme);
+- ``full`` (CLI: ``--full``, about an hour on 2 cores): Fig. 2 at the paper's apparent size, 768 x 768,
+  each panel on the construction whose LoRA error matches the paper's (``fig2-full.toml``), with
+  thorough ABBA fits (``effort="thorough"``) at the top budget beside the default ones.
 
 Figures (PNG and SVG), the tidy tables (CSV) and ``summary.md`` go to ``out_dir`` (default
 ``results/figures/``). Those tables carry no timing columns, so a rerun on the same machine and
@@ -18,6 +21,7 @@ versions writes the same numbers; times stay in the run directories' own tables.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -30,13 +34,16 @@ from . import experiments, init_study, inits, metrics
 from .deltas import minilm_available
 from .deltas.checkpoint import MINILM
 
-STUDIES = ("main", "inits")
-STAGES = {"main": 3, "inits": 3}
+STUDIES = ("main", "inits", "full")
+STAGES = {"main": 3, "inits": 3, "full": 2}
 # Columns that change from run to run on the same machine; dropped from the tables written to out_dir.
 TIMING_COLUMNS = ("seconds", "seconds_to_threshold")
 
 # The paper's Fig. 2 at r = 72, read off the figure (ABBA, LoRA).
 PAPER_R72 = {"orthogonal": (0.42, 0.95), "low_rank": (0.26, 0.44), "sparse": (0.18, 0.72), "gaussian": (0.12, 0.19)}
+
+# Fig. 2 at 768 x 768 (study "full"): the construction standing for each of the paper's panels.
+PAPER_PANELS = {"orthogonal": "orthogonal", "low_rank": "low_rank", "sparse": "sparse", "exp_decay": "gaussian"}
 
 MINILM_LAYERS = (r"encoder\.layer\.({layers})\.(attention\.self\.(query|key|value)|attention\.output\.dense"
                  r"|intermediate\.dense|output\.dense)\.weight$")
@@ -336,12 +343,90 @@ def run_inits(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage:
     return lines
 
 
+def thorough_config(config: experiments.Config) -> experiments.Config:
+    """Thorough ABBA fits (``effort="thorough"``) at ``config``'s top ABBA budget, on its first seed only.
+
+    A thorough fit costs tens of default fits (``bench_thorough_grid``): on Fig. 2's grid it gives the
+    lowest error the toolkit finds where that matters most, beside the default fits of every seed.
+    """
+    abba = next(spec for spec in config.methods if spec.method == "abba")
+    spec = dataclasses.replace(abba, budgets=(max(abba.budgets),), ranks=(), effort="thorough")
+    return dataclasses.replace(config, name=f"{config.name}-thorough", seeds=config.seeds[:1], spectra=False,
+                               history=False, methods=(spec,))
+
+
+def _construction(spec: experiments.TargetSpec) -> str:
+    options = ", ".join(f"{k} {v:g}" for k, v in spec.options.items())
+    return f"{spec.kind}{f' ({options})' if options else ''}"
+
+
+def _full_summary(config: experiments.Config, grid: pd.DataFrame, thorough: pd.DataFrame) -> pd.DataFrame:
+    """Per target kind at the top budget: LoRA, HiRA and ABBA (default, thorough), beside the paper's panel."""
+    top = int(thorough["budget"].max())
+    seed = int(thorough["seed"].iloc[0])
+    rows = []
+    for spec in config.targets:
+        at_top = grid[(grid.target_kind == spec.kind) & (grid.budget == top)]
+
+        def mean_sd(method: str) -> str:
+            e = at_top[at_top.method == method]["error"]
+            return f"{e.mean():.3f} ± {e.std(ddof=1) if len(e) > 1 else 0:.3f}"
+
+        best = thorough[thorough.target_kind == spec.kind]["error"].iloc[0]
+        default = at_top[(at_top.method == "abba") & (at_top.seed == seed)]["error"].iloc[0]
+        panel = PAPER_PANELS.get(spec.kind, "")
+        row = {"construction": _construction(spec), "paper panel": panel.replace("gaussian", "random"),
+               "LoRA": mean_sd("lora"), "HiRA": mean_sd("hira"), "ABBA": mean_sd("abba"),
+               f"ABBA thorough (seed {seed})": f"{best:.3f}",
+               "thorough vs default": f"{100 * (best / default - 1):+.2f}%"}
+        if top == 72 and panel:  # the paper's values are read off its figure at r = 72 only
+            row["ABBA (paper)"], row["LoRA (paper)"] = (f"{v:.2f}" for v in PAPER_R72[panel])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def run_full(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: _Stages,
+             executor: experiments.LocalProcesses | None = None) -> list[str]:
+    from . import plotting
+
+    config = experiments.builtin("fig2-full-quick" if quick else "fig2-full")
+    size = "x".join(map(str, config.targets[0].shape))
+    with stage(f"Fig. 2 at {size} on the constructions matching the paper's panels"):
+        grid = experiments.run(config, work_dir / config.name, executor=executor, progress=progress)
+    _copy_tables(work_dir / config.name, out_dir, "fig2_full")
+    extra = thorough_config(config)
+    top, seed = extra.methods[0].budgets[0], extra.seeds[0]
+    with stage(f"Fig. 2 at {size}: thorough ABBA fits at r = {top}, seed {seed} (the longest stage)"):
+        # One fit per unit: an interruption loses at most the thorough fits in flight.
+        thorough = experiments.run(extra, work_dir / extra.name, executor=executor, progress=progress, batch=False)
+    _write_table(thorough.results, out_dir / "fig2_full_thorough_results.csv")
+
+    figure = plotting.error_vs_rank(grid.results)
+    kinds = list(dict.fromkeys(grid.results["target_kind"]))
+    for axis, kind in zip(figure.axes, kinds, strict=False):
+        best = thorough.results[thorough.results.target_kind == kind]["error"]
+        axis.plot([top] * len(best), best, "kx", ms=7, label=f"ABBA thorough (seed {seed})")
+        panel = PAPER_PANELS.get(kind)
+        if panel and top == 72:
+            abba_paper, lora_paper = PAPER_R72[panel]
+            axis.plot([top, top], [abba_paper, lora_paper], "k*", ms=7, mfc="none", label="paper, r = 72")
+            axis.set_title(f"{axis.get_title()} (paper: {panel.replace('gaussian', 'random')})", fontsize=9)
+    figure.axes[len(kinds) - 1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle(f"Fig. 2 at {size}, {grid.results['seed'].nunique()} seeds (mean ± s.d.); "
+                    "x: thorough fit; stars: the paper's ABBA and LoRA at r = 72", fontsize=10)
+    _save(figure, out_dir, "fig2_full_reconstruction")
+    table = _full_summary(config, grid.results, thorough.results)
+    return [f"## Matrix reconstruction (Fig. 2) at {size}, r = {top}: mean ± s.d. over "
+            f"{grid.results['seed'].nunique()} seeds, thorough fits on seed {seed}", "",
+            table.to_markdown(index=False), ""]
+
+
 def reproduce(
     out_dir: str | os.PathLike | None = None,
     *,
     work_dir: str | os.PathLike = "results",
     quick: bool = False,
-    studies: Iterable[str] = STUDIES,
+    studies: Iterable[str] = ("main", "inits"),
     workers: int = 1,
     progress: bool = True,
 ) -> Path:
@@ -357,7 +442,8 @@ def reproduce(
         resumes where it stopped.
     quick : bool
         Small sizes (CI and smoke tests).
-    studies : iterable of {"main", "inits"}
+    studies : iterable of {"main", "inits", "full"}
+        ``"full"`` (about an hour on 2 cores) is not run unless asked for: the CLI's ``--full``.
     workers : int
         Local worker processes for the fits, one torch thread each (the CLI's default: one per
         usable core, :func:`abba_analysis.threads.usable_cores`); 1 runs them in this process. The
@@ -383,7 +469,8 @@ def reproduce(
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     stage = _Stages(sum(STAGES[s] for s in studies), progress)
-    lines = [f"# abba-analysis reproduce{' --quick' if quick else ''}", ""]
+    flags = " --quick" * quick + " --full" * ("full" in studies)
+    lines = [f"# abba-analysis reproduce{flags}", ""]
     # One pool of workers for every stage: starting them costs seconds. In-process: no executor (None).
     pool = experiments.LocalProcesses(workers) if workers > 1 else contextlib.nullcontext()
     with pool as executor:
@@ -391,6 +478,8 @@ def reproduce(
             lines += run_main(out, work, quick, progress, stage, executor)
         if "inits" in studies:
             lines += run_inits(out, work, quick, progress, stage, executor)
+        if "full" in studies:
+            lines += run_full(out, work, quick, progress, stage, executor)
     summary = out / "summary.md"
     summary.write_text("\n".join(lines) + "\n")
     return summary

@@ -140,3 +140,46 @@ def test_reproduce_quick(tmp_path, capsys):
         assert not {"seconds", "seconds_to_threshold"} & set(pd.read_csv(table).columns), table.name
     assert "seconds" in pd.read_csv(work / "fig2-quick" / "results.csv").columns  # the run directory keeps times
     assert "minilm" in set(pd.read_csv(out / "real_results.csv").source) or not aa.deltas.minilm_available()
+
+
+def test_reproduce_full_is_asked_for(monkeypatch, tmp_path):
+    """``--full`` adds the paper-size study to the chosen ones; without it the study is not run."""
+    import abba_analysis.reproduce as reproduce_module
+
+    asked = []
+
+    def fake(out_dir, **kwargs):
+        asked.append(kwargs["studies"])
+        (tmp_path / "summary.md").write_text("")
+        return tmp_path / "summary.md"
+
+    monkeypatch.setattr(reproduce_module, "reproduce", fake)
+    for argv in (["reproduce"], ["reproduce", "--full"], ["reproduce", "--study", "main", "--full"]):
+        assert main(argv + ["--workers", "1"]) == 0
+    assert asked == [["main", "inits"], ["main", "inits", "full"], ["main", "full"]]
+
+
+def test_reproduce_full_quick(tmp_path):
+    """The paper-size study on its quick settings: the default grid on every seed, a thorough fit at the
+    top budget on the first seed that ends at or below the default fit of that seed, the figure and a
+    summary row per construction."""
+    from abba_analysis.reproduce import PAPER_PANELS, reproduce
+
+    out = tmp_path / "out"
+    summary = reproduce(out, work_dir=tmp_path / "work", quick=True, studies=["full"], workers=1,
+                        progress=False).read_text()
+    grid = pd.read_csv(out / "fig2_full_results.csv")
+    thorough = pd.read_csv(out / "fig2_full_thorough_results.csv")
+    top = grid["budget"].max()
+    assert set(thorough["effort"]) == {"thorough"} and set(thorough["seed"]) == {0} and set(thorough["budget"]) == {top}
+    assert grid.groupby(["target_kind", "method", "budget"]).size().min() == 2
+    default = grid[(grid.method == "abba") & (grid.budget == top) & (grid.seed == 0)].set_index("target_kind")["error"]
+    best = thorough.set_index("target_kind")["error"]
+    assert set(best.index) == set(PAPER_PANELS) and (thorough["starts"] > 1).all()
+    # The default fit is one of the thorough search's starts; batched and single fits differ in rounding only.
+    assert (best <= default[best.index] * (1 + 1e-5)).all(), pd.concat([best, default], axis=1)
+    assert summary.startswith("# abba-analysis reproduce --quick --full")
+    table = [line for line in summary.splitlines() if line.startswith("| ") and "±" in line]
+    assert len(table) == 4 and "random" in summary and "thorough vs default" in summary
+    for ext in ("png", "svg"):
+        assert (out / f"fig2_full_reconstruction.{ext}").stat().st_size > 1000

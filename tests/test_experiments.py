@@ -355,3 +355,18 @@ def test_fig2_constructions_match_the_papers_lora_errors():
                         "power_law": 0.19}.items():
         assert lora[kind] == pytest.approx(paper, abs=0.025), (kind, lora[kind])
     assert lora["gaussian"] > 0.8 and lora["uniform"] > 0.4  # far from the 'random' panel's 0.19
+
+
+def test_fig2_full_targets_are_the_constructions_matching_the_panels():
+    """``reproduce --full`` runs, per paper panel, the candidate of fig2-constructions chosen for it."""
+    from abba_analysis.reproduce import PAPER_PANELS, PAPER_R72
+
+    full = experiments.builtin("fig2-full")
+    candidates = {spec.kind: spec for spec in experiments.builtin("fig2-constructions").targets}
+    for spec in full.targets:
+        chosen = candidates[spec.kind]
+        assert spec.shape == chosen.shape
+        np.testing.assert_array_equal(aa.targets.make(spec.kind, *spec.shape, seed=0, **spec.options),
+                                      aa.targets.make(chosen.kind, *chosen.shape, seed=0, **chosen.options))
+    assert [spec.kind for spec in full.targets] == list(PAPER_PANELS)
+    assert sorted(PAPER_PANELS.values()) == sorted(PAPER_R72)

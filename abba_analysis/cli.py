@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="main: Fig. 2, solver convergence and real weights; inits: initialization studies")
     p.add_argument("--full", action="store_true",
                    help="also Fig. 2 at 768x768 on the constructions matching the paper's panels, with thorough "
-                        "fits at r = 72 (about an hour on 2 cores)")
+                        "fits at r = 72 (about 25 minutes more on 2 cores)")
     p.add_argument("--work-dir", default="results", help="where runs keep their journals (resumable)")
     p.add_argument("--out", default=None, help="where figures, tables and summary.md go (default: WORK_DIR/figures)")
     p.add_argument("--workers", type=int, default=0,

@@ -8,7 +8,7 @@
   panel: genuine fine-tuning deltas of all-MiniLM-L6-v2 when the ``real`` extra is installed, else
   of a generated MLP checkpoint pair;
 - ``inits``: the initialization studies (step-0 gradient flow, the scaling law, fit quality by scheme);
-- ``full`` (CLI: ``--full``, about an hour on 2 cores): Fig. 2 at the paper's apparent size, 768 x 768,
+- ``full`` (CLI: ``--full``, about 25 minutes on 2 cores): Fig. 2 at the paper's apparent size, 768 x 768,
   each panel on the construction whose LoRA error matches the paper's (``fig2-full.toml``), with
   thorough ABBA fits (``effort="thorough"``) at the top budget beside the default ones.
 
@@ -377,7 +377,7 @@ def _full_summary(config: experiments.Config, grid: pd.DataFrame, thorough: pd.D
         panel = PAPER_PANELS.get(spec.kind, "")
         row = {"construction": _construction(spec), "paper panel": panel.replace("gaussian", "random"),
                "LoRA": mean_sd("lora"), "HiRA": mean_sd("hira"), "ABBA": mean_sd("abba"),
-               f"ABBA thorough (seed {seed})": f"{best:.3f}",
+               f"ABBA thorough (seed {seed})": f"{best:.3f}" if best >= 5e-4 else f"{best:.1e}",
                "thorough vs default": f"{100 * (best / default - 1):+.2f}%"}
         if top == 72 and panel:  # the paper's values are read off its figure at r = 72 only
             row["ABBA (paper)"], row["LoRA (paper)"] = (f"{v:.2f}" for v in PAPER_R72[panel])
@@ -410,7 +410,8 @@ def run_full(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: 
         if panel and top == 72:
             abba_paper, lora_paper = PAPER_R72[panel]
             axis.plot([top, top], [abba_paper, lora_paper], "k*", ms=7, mfc="none", label="paper, r = 72")
-            axis.set_title(f"{axis.get_title()} (paper: {panel.replace('gaussian', 'random')})", fontsize=9)
+            name = panel.replace("gaussian", "random").replace("_", "-")
+            axis.set_title(f"{axis.get_title()} (paper: {name})", fontsize=9)
     figure.axes[len(kinds) - 1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle(f"Fig. 2 at {size}, {grid.results['seed'].nunique()} seeds (mean ± s.d.); "
                     "x: thorough fit; stars: the paper's ABBA and LoRA at r = 72", fontsize=10)
@@ -418,7 +419,7 @@ def run_full(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: 
     table = _full_summary(config, grid.results, thorough.results)
     return [f"## Matrix reconstruction (Fig. 2) at {size}, r = {top}: mean ± s.d. over "
             f"{grid.results['seed'].nunique()} seeds, thorough fits on seed {seed}", "",
-            table.to_markdown(index=False), ""]
+            table.to_markdown(index=False, disable_numparse=True), ""]
 
 
 def reproduce(
@@ -443,7 +444,7 @@ def reproduce(
     quick : bool
         Small sizes (CI and smoke tests).
     studies : iterable of {"main", "inits", "full"}
-        ``"full"`` (about an hour on 2 cores) is not run unless asked for: the CLI's ``--full``.
+        ``"full"`` (about 25 minutes on 2 cores) is not run unless asked for: the CLI's ``--full``.
     workers : int
         Local worker processes for the fits, one torch thread each (the CLI's default: one per
         usable core, :func:`abba_analysis.threads.usable_cores`); 1 runs them in this process. The

@@ -128,14 +128,24 @@ def real_weight_config(base: str, finetuned: str, include: str, quick: bool) -> 
     })
 
 
+def _mean_sd(errors: pd.Series) -> str:
+    """``mean ± s.d.`` over seeds (s.d. 0 for one seed), as the summaries print it."""
+    return f"{errors.mean():.3f} ± {errors.std(ddof=1) if len(errors) > 1 else 0:.3f}"
+
+
+def _panel_name(kind: str) -> str:
+    """The paper's Fig. 2 panel that a 768² construction stands for ("" if none), as the paper names it."""
+    return PAPER_PANELS.get(kind, "").replace("gaussian", "random").replace("_", "-")
+
+
 def _fig2_summary(results: pd.DataFrame) -> pd.DataFrame:
     top = results["budget"].max()
     rows = []
     for kind in dict.fromkeys(results["target_kind"]):
         row = {"target": kind, "r": int(top)}
         for method in ("lora", "hira", "abba"):
-            e = results[(results.target_kind == kind) & (results.method == method) & (results.budget == top)]["error"]
-            row[method] = f"{e.mean():.3f} ± {e.std(ddof=1) if len(e) > 1 else 0:.3f}"
+            row[method] = _mean_sd(results[(results.target_kind == kind) & (results.method == method)
+                                           & (results.budget == top)]["error"])
         paper = PAPER_R72.get(kind)
         row["paper ABBA / LoRA (r = 72)"] = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else ""
         rows.append(row)
@@ -367,16 +377,12 @@ def _full_summary(config: experiments.Config, grid: pd.DataFrame, thorough: pd.D
     rows = []
     for spec in config.targets:
         at_top = grid[(grid.target_kind == spec.kind) & (grid.budget == top)]
-
-        def mean_sd(method: str) -> str:
-            e = at_top[at_top.method == method]["error"]
-            return f"{e.mean():.3f} ± {e.std(ddof=1) if len(e) > 1 else 0:.3f}"
-
+        errors = {method: at_top[at_top.method == method]["error"] for method in ("lora", "hira", "abba")}
         best = thorough[thorough.target_kind == spec.kind]["error"].iloc[0]
         default = at_top[(at_top.method == "abba") & (at_top.seed == seed)]["error"].iloc[0]
-        panel = PAPER_PANELS.get(spec.kind, "")
-        row = {"construction": _construction(spec), "paper panel": panel.replace("gaussian", "random"),
-               "LoRA": mean_sd("lora"), "HiRA": mean_sd("hira"), "ABBA": mean_sd("abba"),
+        panel = PAPER_PANELS.get(spec.kind)
+        row = {"construction": _construction(spec), "paper panel": _panel_name(spec.kind),
+               "LoRA": _mean_sd(errors["lora"]), "HiRA": _mean_sd(errors["hira"]), "ABBA": _mean_sd(errors["abba"]),
                f"ABBA thorough (seed {seed})": f"{best:.3f}" if best >= 5e-4 else f"{best:.1e}",
                "thorough vs default": f"{100 * (best / default - 1):+.2f}%"}
         if top == 72 and panel:  # the paper's values are read off its figure at r = 72 only
@@ -410,15 +416,15 @@ def run_full(out_dir: Path, work_dir: Path, quick: bool, progress: bool, stage: 
         if panel and top == 72:
             abba_paper, lora_paper = PAPER_R72[panel]
             axis.plot([top, top], [abba_paper, lora_paper], "k*", ms=7, mfc="none", label="paper, r = 72")
-            name = panel.replace("gaussian", "random").replace("_", "-")
-            axis.set_title(f"{axis.get_title()} (paper: {name})", fontsize=9)
+            axis.set_title(f"{axis.get_title()} (paper: {_panel_name(kind)})", fontsize=9)
     figure.axes[len(kinds) - 1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.suptitle(f"Fig. 2 at {size}, {grid.results['seed'].nunique()} seeds (mean ± s.d.); "
+    seeds = grid.results["seed"].nunique()
+    figure.suptitle(f"Fig. 2 at {size}, {seeds} seeds (mean ± s.d.); "
                     "x: thorough fit; stars: the paper's ABBA and LoRA at r = 72", fontsize=10)
     _save(figure, out_dir, "fig2_full_reconstruction")
     table = _full_summary(config, grid.results, thorough.results)
-    return [f"## Matrix reconstruction (Fig. 2) at {size}, r = {top}: mean ± s.d. over "
-            f"{grid.results['seed'].nunique()} seeds, thorough fits on seed {seed}", "",
+    return [f"## Matrix reconstruction (Fig. 2) at {size}, r = {top}: mean ± s.d. over {seeds} seeds, "
+            f"thorough fits on seed {seed}", "",
             table.to_markdown(index=False, disable_numparse=True), ""]
 
 

@@ -77,6 +77,11 @@ def seconds(fn, repeats: int) -> float:
     return median(times)
 
 
+def _repeated(items: list, count: int) -> list:
+    """``count`` entries of ``items`` in order, starting over as needed."""
+    return [items[i % len(items)] for i in range(count)]
+
+
 def real_layers(count: int) -> list[aa.deltas.LayerDelta]:
     """``count`` layers (``W0`` and ``ΔW``, float32, 384 x 1536) of a real MiniLM fine-tune: its MLP
     output layers in order, repeated as needed."""
@@ -85,7 +90,7 @@ def real_layers(count: int) -> list[aa.deltas.LayerDelta]:
                                        exclude="attention")
     layers = [pairs.load(name) for name in pairs.names]
     assert all(layer.shape == REAL_SHAPE for layer in layers), [layer.shape for layer in layers]
-    return [layers[i % len(layers)] for i in range(count)]
+    return _repeated(layers, count)
 
 
 def pretrained_weights(count: int) -> list[torch.Tensor]:
@@ -93,7 +98,7 @@ def pretrained_weights(count: int) -> list[torch.Tensor]:
     its attention query weights W0 in layer order, repeated as needed."""
     found = [w.weight for w in aa.deltas.weights(aa.deltas.minilm_path(), include=r"attention\.self\.query\.weight$")]
     assert all(tuple(w.shape) == PRETRAINED_SHAPE for w in found), [tuple(w.shape) for w in found]
-    return [found[i % len(found)] for i in range(count)]
+    return _repeated(found, count)
 
 
 def add_case_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:

@@ -5,8 +5,9 @@ The job runs as users run it (one worker process per core) ``--repeats`` times (
 process, for the ratio. Each run is the whole command in a fresh process, into a fresh work
 directory that holds a copy of the MiniLM fine-tune cached in the repository's ``results/`` (made
 there first if missing, as a first run would, and not timed: about six minutes on 2 cores), timed
-from the command's start to its end. With ``--one-process`` the Fig. 2 errors of the two modes are compared fit by fit (the workers'
-batches differ, so a few ABBA fits may take another float path). ``--quick`` runs ``reproduce --quick``.
+from the command's start to its end. With ``--one-process`` the Fig. 2 errors of the two modes are
+compared fit by fit (the workers' batches differ, so a few ABBA fits may take another float path).
+``--quick`` runs ``reproduce --quick``.
 
     python benchmarks/bench_main_job.py [--quick] [--repeats 3] [--one-process]
 """

@@ -65,7 +65,11 @@ def test_init_study_fits_on_local_processes_give_the_in_process_table(tmp_path, 
     schemes = ["abba-paper", "svd-ones"]
     alone = init_study.fit_quality(study, (2, 2), schemes, **kwargs)
     with LocalProcesses(2) as executor:
-        pids = {r for _, r in executor.map_unordered(worker_pid, [Keyed(k) for k in range(4)])}
+        pids = set()
+        deadline = time.monotonic() + 120
+        while len(pids) < 2 and time.monotonic() < deadline:  # a worker still importing takes no units
+            pids |= {r for _, r in executor.map_unordered(worker_pid, [Keyed(k) for k in range(4)])}
+        assert len(pids) == 2
         spread = init_study.fit_quality(study, (2, 2), schemes, executor=executor, **kwargs)
         result = experiments.run(experiments.load(CONFIG), tmp_path, executor=executor, progress=False)
         assert {r for _, r in executor.map_unordered(worker_pid, [Keyed(k) for k in range(4)])} <= pids

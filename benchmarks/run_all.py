@@ -18,7 +18,6 @@ Each benchmark measures its baseline in the same run and prints ratios against i
 - ``bench_sweep_floor``: one ABBA sweep against the summed time of its products and passes done bare;
 - ``bench_extract_memory``: peak memory of ``extract`` on a checkpoint pair vs its largest layer pair and one fit;
 - ``bench_default_lanes``: the default ABBA fit's two starts vs its first start alone and the literature's solver;
-- ``bench_tail``: the exact sweeps' tail with kept Gram inverses vs the same fits solving exactly throughout;
 - ``bench_thorough``: ``effort="thorough"`` vs the default fit, restarts, the literature's solver and long Adam;
 - ``bench_thorough_grid``: the same on every ABBA fit of the main job (Fig. 2 grid, real panel; hours);
 - ``bench_main_job``: ``abba-analysis reproduce`` as users run it, median of several runs (and in one process);
@@ -54,7 +53,6 @@ FULL = {
     "bench_sweep_floor": [],
     "bench_extract_memory": [],
     "bench_default_lanes": [],
-    "bench_tail": [],
     "bench_thorough": [],
     "bench_thorough_grid": [],
     "bench_main_job": ["--one-process"],
@@ -76,7 +74,6 @@ QUICK = {
     "bench_sweep_floor": ["--shapes", "256x256", "--ranks", "4", "16", "--threads", "1", "--repeats", "3"],
     "bench_extract_memory": ["--gigabytes", "0.13"],
     "bench_default_lanes": ["--quick"],
-    "bench_tail": ["--quick"],
     "bench_thorough": ["--quick"],
     "bench_thorough_grid": ["--quick", "--panels", "fig2", "--seeds", "0"],
     "bench_main_job": ["--quick", "--repeats", "1", "--one-process"],

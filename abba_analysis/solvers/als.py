@@ -1,9 +1,7 @@
 """Block-coordinate descent (alternating least squares) for ABBA and HiRA.
 
 ABBA fits start with inexact sweeps (:func:`inexact_update`: a few preconditioned conjugate-gradient
-steps per factor, heavy per-block momentum) and finish with exact ones, whose slow tail reuses each
-row's exact Gram inverse for a few sweeps as a conjugate-gradient preconditioner (:data:`TAIL_GAIN`);
-HiRA fits sweep exactly.
+steps per factor, heavy per-block momentum) and finish with exact ones; HiRA fits sweep exactly.
 
 With every factor but one fixed, both models are a *Hadamard least-squares* problem: for ABBA's
 ``B1``, row i of the target is fitted by ``(B1[i] A1) ⊙ P2[i]`` with ``P2 = B2 A2`` fixed, an
@@ -28,7 +26,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 import torch
@@ -83,10 +80,8 @@ class ALSOptions:
         sweep's ``O(m n (r1² + r2²))``, and the heavy momentum it allows crosses the flat valleys of
         these fits in far fewer sweeps. Once an inexact sweep gains less than :data:`INEXACT_RTOL`
         (or none lowers the error), exact sweeps take over from there and finish the fit under the
-        same stopping rule, so it ends where exact block updates gain less than ``rtol`` too. Their
-        tail, the sweeps that gain less than :data:`TAIL_GAIN`, moves each block by conjugate gradients
-        preconditioned by its rows' exact proximal Gram inverses, recomputed every :data:`TAIL_REFRESH`
-        sweeps. At smaller ranks the exact sweeps' low-rank Gram route is as cheap, and they run alone.
+        same stopping rule, so it ends where exact block updates gain less than ``rtol`` too. At
+        smaller ranks the exact sweeps' low-rank Gram route is as cheap, and they run alone.
         ``benchmarks/bench_abba_solvers.py`` times both settings against Adam. False: exact sweeps
         only. HiRA fits always sweep exactly.
     """
@@ -227,22 +222,6 @@ INEXACT_SHARE = 0.25
 #: grown from 0.5 instead was about 3x slower to Adam's error (benchmarks/RESULTS.md).
 INEXACT_BETA = 0.95
 
-#: An exact ABBA sweep that gained less than this (relative) puts its target in the *tail*: from the next sweep
-#: on, while sweeps keep gaining less, each block moves by :data:`TAIL_CG_STEPS` conjugate-gradient steps
-#: preconditioned by its rows' exact proximal Gram inverses (:func:`proximal_inverse`), recomputed every
-#: :data:`TAIL_REFRESH` sweeps, instead of by exact solves. Near a minimum the factors move little, so the
-#: inverses stay near-exact and the steps near those of exact sweeps, at ``O(m n r)`` a sweep instead of
-#: ``O(m n r²)`` plus the r x r solves (``benchmarks/bench_abba_solvers.py``). A sweep with inverses from an
-#: earlier sweep does not stop a fit by ``rtol``: the next recomputes them and decides, so a fit still ends
-#: where a (near-)exact sweep gains less than ``rtol``.
-TAIL_GAIN = 1e-4
-
-#: Sweeps between recomputations of the tail's inverses (:data:`TAIL_GAIN`).
-TAIL_REFRESH = 16
-
-#: Conjugate-gradient steps per block of a tail sweep (:data:`TAIL_GAIN`).
-TAIL_CG_STEPS = 2
-
 #: From this many systems on (per proximal step, all targets together) CPU fits solve them lane-wise
 #: (:func:`~abba_analysis.linalg.cholesky_solve_lanes`); below it LAPACK's batched LU is faster.
 LANE_SOLVE_MIN_SYSTEMS = 4096
@@ -272,7 +251,10 @@ def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tenso
     else:  # a float64 copy: the ridge goes on its diagonal in place
         system = workspace.get("system", (k, p, r, r), torch.float64, gram.device).copy_(gram)
         diagonal = system.diagonal(dim1=-2, dim2=-1)
-    shift = _add_proximal_shift(diagonal, ridge)
+    diag_mean = diagonal.mean(dim=-1)  # (K, p)
+    floor = torch.finfo(torch.float64).eps * diag_mean.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
+    shift = ridge.to(system)[:, None] * diag_mean + floor  # (K, p)
+    diagonal.add_(shift[..., None])
     rhs = gradient.double().neg()  # not neg_: a float64 gradient would be negated for the caller
     if lanes:
         step = cholesky_solve_lanes(system, rhs.mT.contiguous()).mT
@@ -281,35 +263,6 @@ def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tenso
             step[failed] = _lu_step(gram[failed].double(), shift[failed], rhs[failed])
         return step.to(gradient.dtype)
     return _lu_step(system, None, rhs).to(gradient.dtype)
-
-
-def _add_proximal_shift(diagonal: torch.Tensor, ridge: torch.Tensor) -> torch.Tensor:
-    """Add each system's ``λ_i`` (:func:`proximal_step`) to its ``diagonal`` (a (K, p, r) view), in
-    place; return the shifts, (K, p)."""
-    diag_mean = diagonal.mean(dim=-1)  # (K, p)
-    floor = torch.finfo(torch.float64).eps * diag_mean.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float64).tiny)
-    shift = ridge.to(diagonal)[:, None] * diag_mean + floor
-    diagonal.add_(shift[..., None])
-    return shift
-
-
-def proximal_inverse(gram: torch.Tensor, ridge: torch.Tensor, workspace: Workspace | None = None) -> torch.Tensor:
-    """``(G_i + λ_i I)^{-1}`` for every row i of every target, λ_i as in :func:`proximal_step`.
-
-    ``gram: (K, p, r, r)``, ``ridge: (K,)`` -> ``(K, p, r, r)`` in the Gram's dtype, inverted in
-    float64. With it, :func:`inexact_update` takes exact proximal steps in one conjugate-gradient
-    step, and near-exact ones while the factors it was computed from move little (the exact sweeps'
-    tail, :data:`TAIL_GAIN`). A singular system's inverse is zero: its row does not move.
-    """
-    workspace = workspace or Workspace()
-    k, p, r = gram.shape[:3]
-    system = workspace.get("system", (k, p, r, r), torch.float64, gram.device).copy_(gram)
-    _add_proximal_shift(system.diagonal(dim1=-2, dim2=-1), ridge)
-    inverse, info = torch.linalg.inv_ex(system)
-    failed = (info != 0) | ~torch.isfinite(inverse).flatten(-2).all(dim=-1)
-    if bool(failed.any()):
-        inverse[failed] = 0
-    return inverse.to(gram.dtype)
 
 
 def _lu_step(system: torch.Tensor, shift: torch.Tensor | None, rhs: torch.Tensor) -> torch.Tensor:
@@ -394,7 +347,7 @@ def update_cols(target: torch.Tensor, weight: torch.Tensor, left: torch.Tensor, 
 
 def inexact_update(target: torch.Tensor, weight: torch.Tensor, squared: torch.Tensor, left: torch.Tensor,
                    right: torch.Tensor, rows: bool, steps: int = INEXACT_CG_STEPS,
-                   workspace: Workspace | None = None, inverse: torch.Tensor | None = None) -> torch.Tensor:
+                   workspace: Workspace | None = None) -> torch.Tensor:
     """An inexact update of ``left`` (``rows``) or ``right`` in ``target ≈ (left @ right) ⊙ weight``:
     ``steps`` steps of preconditioned conjugate gradients on each row's (column's) normal equations,
     from the current value.
@@ -410,9 +363,6 @@ def inexact_update(target: torch.Tensor, weight: torch.Tensor, squared: torch.Te
         Conjugate-gradient steps; each costs two products of ``O(m n r)`` and one element-wise pass.
     workspace : Workspace, optional
         Scratch storage for the m x n temporaries.
-    inverse : (K, m, r, r) or (K, n, r, r) tensor, optional
-        Each row's (column's) own preconditioner, e.g. the inverse of its proximal Gram matrix at an
-        earlier iterate (:func:`proximal_inverse`); default: the shared rank-one one below.
 
     Returns
     -------
@@ -425,17 +375,27 @@ def inexact_update(target: torch.Tensor, weight: torch.Tensor, squared: torch.Te
     target, so one r x r Cholesky factor (float64) serves every row.
     """
     # Rows: the rank dimension of (K, m, r) and the dimension a row's weights run along are both -1.
-    along = -1 if rows else -2
+    along, across = (-1, -2) if rows else (-2, -1)
+    tiny = torch.finfo(squared.dtype).tiny
     weighted = weighted_residual(left, right, weight, target, workspace)
-    gradient = weighted @ right.mT if rows else left.mT @ weighted
-    if inverse is None:
-        precondition = _mean_weight_preconditioner(squared, left, right, rows)
-    elif rows:
-        def precondition(v: torch.Tensor) -> torch.Tensor:
-            return (inverse @ v[..., None])[..., 0]
+    scale = squared.mean(dim=along, keepdim=True)  # a: (K, m, 1) or (K, 1, n)
+    spread = squared.mean(dim=across, keepdim=True) / scale.mean(dim=across, keepdim=True).clamp_min(tiny)
+    scale = scale.clamp_min(tiny)
+    if rows:
+        gradient, metric = weighted @ right.mT, (right * spread) @ right.mT
     else:
-        def precondition(v: torch.Tensor) -> torch.Tensor:
-            return (inverse @ v.mT[..., None])[..., 0].mT
+        gradient, metric = left.mT @ weighted, left.mT @ (left * spread)
+    metric = metric.double()
+    diagonal_mean = metric.diagonal(dim1=-2, dim2=-1).mean(dim=-1)
+    shift = 1e-6 * diagonal_mean + torch.finfo(torch.float64).tiny
+    metric.diagonal(dim1=-2, dim2=-1).add_(shift[:, None])
+    cholesky, info = torch.linalg.cholesky_ex(metric)
+    if bool((info != 0).any()):  # only through rounding: those targets go unpreconditioned
+        cholesky[info != 0] = torch.eye(metric.shape[-1], dtype=torch.float64, device=metric.device)
+
+    def precondition(v: torch.Tensor) -> torch.Tensor:
+        z = torch.cholesky_solve(v.double().mT, cholesky).mT if rows else torch.cholesky_solve(v.double(), cholesky)
+        return z.to(v.dtype).div_(scale)
 
     def hessian(v: torch.Tensor) -> torch.Tensor:
         if rows:
@@ -464,30 +424,6 @@ def inexact_update(target: torch.Tensor, weight: torch.Tensor, squared: torch.Te
     return (left if rows else right) + step
 
 
-def _mean_weight_preconditioner(squared: torch.Tensor, left: torch.Tensor, right: torch.Tensor,
-                                rows: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """:func:`inexact_update`'s default preconditioner: ``squared`` replaced by the outer product of
-    its row and column means, so one r x r Cholesky factor per target serves every row."""
-    along, across = (-1, -2) if rows else (-2, -1)
-    tiny = torch.finfo(squared.dtype).tiny
-    scale = squared.mean(dim=along, keepdim=True)  # a: (K, m, 1) or (K, 1, n)
-    spread = squared.mean(dim=across, keepdim=True) / scale.mean(dim=across, keepdim=True).clamp_min(tiny)
-    scale = scale.clamp_min(tiny)
-    metric = ((right * spread) @ right.mT if rows else left.mT @ (left * spread)).double()
-    diagonal_mean = metric.diagonal(dim1=-2, dim2=-1).mean(dim=-1)
-    shift = 1e-6 * diagonal_mean + torch.finfo(torch.float64).tiny
-    metric.diagonal(dim1=-2, dim2=-1).add_(shift[:, None])
-    cholesky, info = torch.linalg.cholesky_ex(metric)
-    if bool((info != 0).any()):  # only through rounding: those targets go unpreconditioned
-        cholesky[info != 0] = torch.eye(metric.shape[-1], dtype=torch.float64, device=metric.device)
-
-    def precondition(v: torch.Tensor) -> torch.Tensor:
-        z = torch.cholesky_solve(v.double().mT, cholesky).mT if rows else torch.cholesky_solve(v.double(), cholesky)
-        return z.to(v.dtype).div_(scale)
-
-    return precondition
-
-
 def _balance(b: torch.Tensor, a: torch.Tensor) -> None:
     """Rescale each rank-one term ``b[:, k] a[k]`` so both parts have equal norm (product unchanged)."""
     nb, na = torch.linalg.vector_norm(b, dim=-2), torch.linalg.vector_norm(a, dim=-1)  # (K, r)
@@ -510,10 +446,6 @@ def _balance_pairs(f: Factors) -> None:
 #: from, each block's ``x`` in ``x ← x⁺ + β (x⁺ - x)``.
 BlockMomentum = tuple[torch.Tensor, Factors]
 
-#: How a sweep moves the blocks: exact solves, or a tail sweep (:data:`TAIL_GAIN`) with its inverses
-#: recomputed first or kept.
-EXACT, REFRESH, REUSE = 0, 1, 2
-
 
 def _extrapolated(f: Factors, name: str, momentum: BlockMomentum | None) -> None:
     """Apply per-block momentum to the factor just updated (nothing without it)."""
@@ -523,13 +455,10 @@ def _extrapolated(f: Factors, name: str, momentum: BlockMomentum | None) -> None
 
 
 def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, workspace: Workspace | None = None,
-                momentum: BlockMomentum | None = None, inexact: bool = False,
-                inverses: dict[str, torch.Tensor] | None = None, refresh: bool = False) -> torch.Tensor:
+                momentum: BlockMomentum | None = None, inexact: bool = False) -> torch.Tensor:
     """Update B2, A2, B1, A1 in turn (with ``momentum``: A2, B2, A1, B1, each extrapolated at once),
-    exactly, or with ``inexact`` by :func:`inexact_update` (``ridge`` unused), or as a tail sweep
-    (:data:`TAIL_GAIN`) with ``inverses``: by :func:`inexact_update` preconditioned by each block's
-    ``inverses[block]``, which ``refresh`` first recomputes (:func:`proximal_inverse`, written into
-    the dict); return the new residuals ``P1 ⊙ P2 - target``.
+    exactly, or with ``inexact`` by :func:`inexact_update` (``ridge`` unused);
+    return the new residuals ``P1 ⊙ P2 - target``.
 
     B is updated before A in each pair, so a LoRA-style pair (B = 0, A random) gets a useful first
     solve; starting with its A would find a zero design and keep A at zero. Per-block momentum
@@ -542,18 +471,11 @@ def _abba_sweep(target: torch.Tensor, f: Factors, ridge: torch.Tensor, workspace
     for (b, a), (b_other, a_other) in ((("B2", "A2"), ("B1", "A1")), (("B1", "A1"), ("B2", "A2"))):
         bo, ao = f[b_other], f[a_other]
         weight = product(bo, ao, workspace, "weight")
-        lowrank = not inexact and inverses is None and lowrank_route_is_cheaper(m, bo.shape[-1], n, target.dtype)
+        lowrank = not inexact and lowrank_route_is_cheaper(m, bo.shape[-1], n, target.dtype)
         squared = None if lowrank else torch.mul(weight, weight, out=scratch(workspace, "squared", weight))
         for block in ((a, b) if momentum is not None else (b, a)):
             if inexact:
                 f[block] = inexact_update(target, weight, squared, f[b], f[a], block == b, workspace=workspace)
-            elif inverses is not None:
-                if refresh:
-                    gram = (dense_weight_gram(squared, f[a], workspace) if block == b
-                            else dense_weight_gram(squared.mT, f[b].mT, workspace))
-                    inverses[block] = proximal_inverse(gram, ridge, workspace)
-                f[block] = inexact_update(target, weight, squared, f[b], f[a], block == b, TAIL_CG_STEPS, workspace,
-                                          inverses[block])
             elif block == b:
                 gram = (lowrank_weight_gram(bo, ao, f[a], workspace) if lowrank
                         else dense_weight_gram(squared, f[a], workspace))
@@ -651,32 +573,15 @@ class ALS:
         target_norms = torch.linalg.matrix_norm(problem.target).double().cpu()
 
         workspace = Workspace()  # the sweeps' m x n temporaries, allocated once for the fit
-        m, n = problem.shape
-        # Tail sweeps (TAIL_GAIN): with inexact updates allowed, for exact ABBA sweeps whose Grams need the
-        # m x n products.
-        tail_allowed = (abba and not inexact and options.inexact
-                        and not lowrank_route_is_cheaper(m, min(problem.ranks), n, problem.target.dtype))
-        in_tail = torch.zeros(batch, dtype=torch.bool)  # per target: its last sweep gained less than TAIL_GAIN
-        inverses: dict[str, torch.Tensor] = {}  # per block, every target's proximal Gram inverses (tail sweeps)
-        has_inverses = torch.zeros(batch, dtype=torch.bool)
-        age = torch.zeros(batch, dtype=torch.long)  # sweeps since each target's inverses were computed
-        decisive = torch.ones(batch, dtype=torch.bool)  # whether each target's latest sweep may stop it (rtol)
 
-        def sweep(part: Problem, f: Factors, ridge: torch.Tensor, momentum: BlockMomentum | None = None,
-                  index: torch.Tensor | None = None, mode: int = EXACT) -> torch.Tensor:
-            """One sweep of every factor of the targets in ``part`` (at ``index`` in the batch), in place,
-            in ``mode`` (EXACT, REFRESH or REUSE: a tail sweep with new or kept inverses); their new errors."""
-            own = None if mode == EXACT else {} if mode == REFRESH else {k: v[index] for k, v in inverses.items()}
+        def sweep(part: Problem, f: Factors, ridge: torch.Tensor, momentum: BlockMomentum | None = None) -> torch.Tensor:
+            """One sweep of every factor of the targets in ``part``, in place; their new errors."""
             if abba:
-                residuals = _abba_sweep(part.target, f, ridge, workspace, momentum, inexact, own, mode == REFRESH)
+                residuals = _abba_sweep(part.target, f, ridge, workspace, momentum, inexact)
                 _balance(f["B1"], f["A1"]), _balance(f["B2"], f["A2"]), _balance_pairs(f)
             else:
                 residuals = _hira_sweep(part.target, part.base, f, ridge, workspace, momentum)
                 _balance(f["B"], f["A"])
-            if mode == REFRESH:
-                for k, v in own.items():
-                    inverses.setdefault(k, v.new_empty((batch, *v.shape[1:])))[index] = v
-                has_inverses[index], age[index] = True, 0
             return torch.linalg.matrix_norm(residuals).double().cpu()
 
         x = {k: v.detach().clone() for k, v in factors.items()}  # every target's accepted iterate
@@ -690,25 +595,15 @@ class ALS:
         rows, part = torch.arange(batch), problem  # the targets still sweeping, and their problems
 
         def sweep_from(mask: torch.Tensor, start: Factors, candidate: Factors, errors: torch.Tensor,
-                       beta: torch.Tensor | None = None, exact: bool = False) -> None:
+                       beta: torch.Tensor | None = None) -> None:
             """Sweep the targets at ``mask`` (positions in ``rows``) from ``start`` (factors in ``rows``
-            order) into ``candidate`` and ``errors``; with ``beta``, with per-block momentum; each in its
-            own mode (tail sweeps apart, as a lone fit's), or all ``exact``."""
-            everyone = mask.nonzero()[:, 0]
-            index = rows[everyone]
-            fresh = has_inverses[index] & (age[index] < TAIL_REFRESH)
-            modes = torch.where(in_tail[index] & tail_allowed & (not exact),
-                                torch.where(fresh, REUSE, REFRESH), EXACT)
-            for mode in modes.unique().tolist():
-                local = everyone[modes == mode]
-                swept = _select(start, local)
-                momentum = None if beta is None else (beta[local], _select(start, local))
-                errors[local] = sweep(part.subset(local), swept, ridge[rows[local]], momentum, rows[local],
-                                      mode) / target_norms[rows[local]]
-                # A tail sweep with inverses recomputed in this iteration (also a plain redo of one) is as good as exact.
-                decisive[rows[local]] = (mode == EXACT) | (age[rows[local]] == 0)
-                for k in candidate:
-                    candidate[k][local] = swept[k]
+            order) into ``candidate`` and ``errors``; with ``beta``, with per-block momentum."""
+            local = mask.nonzero()[:, 0]
+            swept = _select(start, local)
+            momentum = None if beta is None else (beta[local], _select(start, local))
+            errors[local] = sweep(part.subset(local), swept, ridge[rows[local]], momentum) / target_norms[rows[local]]
+            for k in candidate:
+                candidate[k][local] = swept[k]
 
         for it in range(1, options.max_iter - int(offset.min()) + 1):
             last = torch.tensor([histories[k][-1] for k in rows.tolist()], dtype=torch.float64)
@@ -725,8 +620,8 @@ class ALS:
                 if not bool(active.all()):
                     sweep_from(~active, xa, candidate, errors)
             else:
-                candidate, errors = {k: v.clone() for k, v in xa.items()}, torch.empty(len(rows), dtype=torch.float64)
-                sweep_from(torch.ones(len(rows), dtype=torch.bool), xa, candidate, errors)
+                candidate = {k: v.clone() for k, v in xa.items()}
+                errors = sweep(part, candidate, ridge[rows]) / target_norms[rows]
             if extrapolated:
                 grown = torch.minimum(beta_cap[rows], beta[rows] * options.growth).clamp(max=beta_max)
                 beta[rows] = torch.where(active, grown, beta[rows])
@@ -742,9 +637,9 @@ class ALS:
                 rising = errors > last * (1 + 1e-6)
                 if not bool(rising.any()):
                     break
-                # A plain sweep can only rise by rounding: discard it and retry exactly with a stronger ridge.
+                # A plain sweep can only rise by rounding: discard it and retry with a stronger ridge.
                 ridge[rows[rising]] *= 10
-                sweep_from(rising, xa, candidate, errors, exact=True)
+                sweep_from(rising, xa, candidate, errors)
             stuck = errors > last * (1 + 1e-6)
             ridge[rows] = torch.clamp(ridge[rows] / 2, min=base_ridge)
             accepted = ~stuck & torch.isfinite(errors)
@@ -760,17 +655,12 @@ class ALS:
                 histories[k].append(error)
                 gain = histories[k][-2] - error
                 block_momentum_on[k] |= gain < MOMENTUM_SWITCH * histories[k][-2]
-                in_tail[k] = gain < TAIL_GAIN * histories[k][-2]
                 if error <= options.tol:
                     statuses[k], messages[k], done[i] = "converged", f"error {error:.3g} <= tol after {own} sweeps", True
                 elif stalled(histories[k], 1, options.rtol):
-                    if not decisive[k]:  # older inverses decide nothing: the next sweep recomputes them
-                        age[k] = TAIL_REFRESH
-                    else:
-                        statuses[k], messages[k], done[i] = "converged", f"improvement below rtol after {own} sweeps", True
+                    statuses[k], messages[k], done[i] = "converged", f"improvement below rtol after {own} sweeps", True
                 elif own >= options.max_iter:
                     done[i] = True
-            age[rows] += 1
             keep = accepted.nonzero()[:, 0]
             for k in x:
                 x[k][rows[keep]] = candidate[k][keep]

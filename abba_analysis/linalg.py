@@ -105,9 +105,9 @@ def cholesky_solve_lanes(system: torch.Tensor, rhs: torch.Tensor) -> torch.Tenso
     Right-looking Cholesky and two triangular sweeps, written as ``O(r)`` element-wise operations each
     over all N systems at once, with the systems in the last (contiguous) dimension. LAPACK's batched
     solvers loop over the systems one call at a time (about 0.5 µs each for r = 8 on a CPU core), so
-    for thousands of systems this layout is faster on CPU: 1.5-5x from N = 8192 for r = 4..16, even
-    near N = 4096 (``benchmarks/bench_small_solves.py``); for a few hundred the per-operation
-    overhead makes it 2-2.5x slower.
+    for thousands of systems of up to r = 48 this layout is faster on CPU, from about N = 2048 on
+    (``benchmarks/bench_small_solves.py``); for a few hundred the per-operation overhead makes it
+    about 2x slower, and above r = 48 its r³ element-wise work loses to LAPACK's at any N measured.
     """
     r = system.shape[-2]
     for k in range(r):

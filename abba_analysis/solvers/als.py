@@ -222,9 +222,14 @@ INEXACT_SHARE = 0.25
 #: grown from 0.5 instead was about 3x slower to Adam's error (benchmarks/RESULTS.md).
 INEXACT_BETA = 0.95
 
-#: From this many systems on (per proximal step, all targets together) CPU fits solve them lane-wise
-#: (:func:`~abba_analysis.linalg.cholesky_solve_lanes`); below it LAPACK's batched LU is faster.
-LANE_SOLVE_MIN_SYSTEMS = 4096
+#: From this many systems on (per proximal step, all targets together) CPU fits solve r x r systems up to
+#: :data:`LANE_SOLVE_MAX_RANK` lane-wise (:func:`~abba_analysis.linalg.cholesky_solve_lanes`); below it
+#: LAPACK's batched LU is faster (``benchmarks/bench_small_solves.py``).
+LANE_SOLVE_MIN_SYSTEMS = 2048
+
+#: Above this r, LAPACK's batched LU is as fast as the lane-wise solve or faster at every batch measured
+#: (``benchmarks/bench_small_solves.py``): the lane-wise solve's work grows as r³ element-wise passes.
+LANE_SOLVE_MAX_RANK = 48
 
 
 def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tensor,
@@ -237,13 +242,13 @@ def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tenso
     solvable. The r x r systems are solved in float64 whatever the factors' dtype (they are small);
     rows whose system is singular do not move, which cannot raise the error.
 
-    Batches of at least :data:`LANE_SOLVE_MIN_SYSTEMS` systems on CPU are solved by a lane-wise
-    Cholesky; a system it finds not positive definite (possible only through rounding) falls back to
+    Batches of at least :data:`LANE_SOLVE_MIN_SYSTEMS` systems of at most :data:`LANE_SOLVE_MAX_RANK`
+    unknowns on CPU are solved by a lane-wise Cholesky; a system it finds not positive definite (possible only through rounding) falls back to
     LU, so both routes give the same steps up to rounding.
     """
     workspace = workspace or Workspace()  # without one, the float64 systems are new tensors
     k, p, r = gradient.shape
-    lanes = gram.device.type == "cpu" and k * p >= LANE_SOLVE_MIN_SYSTEMS
+    lanes = gram.device.type == "cpu" and k * p >= LANE_SOLVE_MIN_SYSTEMS and r <= LANE_SOLVE_MAX_RANK
     if lanes:
         system = workspace.get("system", (k, r, r, p), torch.float64, gram.device)
         system.copy_(gram.permute(0, 2, 3, 1))

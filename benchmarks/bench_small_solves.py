@@ -11,7 +11,7 @@ medians, row-major / transposed, LU / Cholesky and LU / lanes: above 1 the other
 The last picks the crossover that ``abba_analysis.solvers.als.LANE_SOLVE_MIN_SYSTEMS`` and
 ``LANE_SOLVE_MAX_RANK`` encode.
 
-    python benchmarks/bench_small_solves.py [--ranks 4 8 16 36] [--counts 512 2048 4096 8192 32768] [--repeats 30]
+    python benchmarks/bench_small_solves.py [--ranks 4 8 16 36 48 72] [--counts 512 1536 2048 3072 8192] [--repeats 30]
 """
 
 from __future__ import annotations

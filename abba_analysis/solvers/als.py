@@ -243,8 +243,9 @@ def proximal_step(gram: torch.Tensor, gradient: torch.Tensor, ridge: torch.Tenso
     rows whose system is singular do not move, which cannot raise the error.
 
     Batches of at least :data:`LANE_SOLVE_MIN_SYSTEMS` systems of at most :data:`LANE_SOLVE_MAX_RANK`
-    unknowns on CPU are solved by a lane-wise Cholesky; a system it finds not positive definite (possible only through rounding) falls back to
-    LU, so both routes give the same steps up to rounding.
+    unknowns on CPU are solved by a lane-wise Cholesky; a system it finds not positive definite
+    (possible only through rounding) falls back to LU, so both routes give the same steps up to
+    rounding.
     """
     workspace = workspace or Workspace()  # without one, the float64 systems are new tensors
     k, p, r = gradient.shape
